@@ -1,0 +1,1 @@
+"""The PAL server: FastAPI app, database access, auth, oracle, budget."""

@@ -1,0 +1,52 @@
+"""The one settings object. Every knob is an environment variable prefixed ``PAL_``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PAL_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./var/pal.sqlite3",
+        description="SQLAlchemy URL. SQLite (embedded default) or postgresql+psycopg://user@host/db.",
+    )
+    secret_key: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(32),
+        description="Signs invite links and webhook payloads. Set it in production so restarts keep links valid.",
+    )
+    data_dir: Path = Field(default=Path("./var"), description="Checkpoints, exports and uploads live here.")
+    import_root: Path | None = Field(
+        default=None,
+        description="Server-side folders that admins may import from over the API. None: uploads only.",
+    )
+    lease_seconds: int = Field(default=300, ge=10, description="How long a claimed task stays reserved.")
+    undo_window_seconds: int = Field(default=120, ge=0, description="How long an annotator may undo an answer.")
+    session_hours: int = Field(default=12, ge=1, description="Browser session lifetime.")
+    cookie_secure: bool = Field(default=False, description="Mark cookies Secure (set true behind HTTPS).")
+    db_pool_size: int = Field(default=10, ge=1, description="PostgreSQL connection pool size per process.")
+    db_pool_overflow: int = Field(default=5, ge=0, description="Extra connections beyond the pool size.")
+    db_pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a connection before 503.")
+    statement_timeout_ms: int = Field(default=10_000, ge=0, description="PostgreSQL statement_timeout.")
+    max_upload_mb: int = Field(default=512, ge=1, description="Largest accepted upload (imports, embeddings).")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="Decompression-bomb guard for images.")
+    graph_refresh_seconds: float = Field(
+        default=2.0, ge=0, description="How stale a process's knowledge graph may get before it re-reads edges."
+    )
+    login_attempts_per_minute: int = Field(default=10, ge=1, description="Failed logins allowed per IP and user.")
+    log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

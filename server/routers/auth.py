@@ -1,0 +1,125 @@
+"""Sign-in for browsers (cookie session + CSRF token) and invite acceptance."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from datetime import timedelta
+from threading import Lock
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+
+from server import models
+from server.deps import SESSION_COOKIE, CurrentUser, DbSession, SettingsDep
+from server.errors import ApiError
+from server.schemas import InviteAccept, LoginRequest, LoginResponse, UserPublic
+from server.security import hash_password, hash_token, new_token, verify_password
+from server.timeutil import as_utc, utcnow
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+class LoginLimiter:
+    """Failed logins per (client address, e-mail) in a sliding minute; per process."""
+
+    def __init__(self) -> None:
+        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
+        self._lock = Lock()
+
+    def blocked(self, key: tuple[str, str], limit: int) -> bool:
+        with self._lock:
+            q = self._failures[key]
+            while q and q[0] < time.monotonic() - 60:
+                q.popleft()
+            return len(q) >= limit
+
+    def fail(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures[key].append(time.monotonic())
+
+    def reset(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+limiter = LoginLimiter()
+
+
+def start_session(db: DbSession, response: Response, user: models.User, settings: SettingsDep,
+                  old_cookie: str | None) -> str:
+    """A fresh session id on every sign-in (no session fixation); the old one is deleted."""
+    if old_cookie:
+        db.execute(sa.delete(models.WebSession).where(models.WebSession.token_hash == hash_token(old_cookie)))
+    token, csrf = new_token(), new_token()
+    db.add(models.WebSession(
+        token_hash=hash_token(token), user_id=user.id, csrf_token=csrf,
+        expires_at=utcnow() + timedelta(hours=settings.session_hours),
+    ))
+    db.commit()
+    response.set_cookie(
+        SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.cookie_secure,
+        max_age=settings.session_hours * 3600, path="/",
+    )
+    return csrf
+
+
+@router.post("/login", response_model=LoginResponse)
+def login(body: LoginRequest, request: Request, response: Response, db: DbSession,
+          settings: SettingsDep) -> LoginResponse:
+    key = (request.client.host if request.client else "?", body.email.lower())
+    if limiter.blocked(key, settings.login_attempts_per_minute):
+        raise ApiError(429, "too_many_attempts", "too many failed sign-ins; wait a minute",
+                       headers={"Retry-After": "60"})
+    user = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == body.email.lower())
+                      ).scalar_one_or_none()
+    if not verify_password(body.password, user.password_hash if user else None) or user is None \
+            or not user.is_active:
+        limiter.fail(key)
+        raise ApiError(401, "bad_credentials", "wrong e-mail or password", field="password")
+    limiter.reset(key)
+    csrf = start_session(db, response, user, settings, request.cookies.get(SESSION_COOKIE))
+    return LoginResponse(user=UserPublic.model_validate(user), csrf_token=csrf)
+
+
+@router.post("/logout", status_code=204)
+def logout(request: Request, response: Response, db: DbSession, _user: CurrentUser) -> Response:
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        db.execute(sa.delete(models.WebSession).where(models.WebSession.token_hash == hash_token(cookie)))
+        db.commit()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.status_code = 204
+    return response
+
+
+@router.get("/me", response_model=LoginResponse)
+def me(request: Request, db: DbSession, user: CurrentUser) -> LoginResponse:
+    csrf = ""
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        ws = db.get(models.WebSession, hash_token(cookie))
+        csrf = ws.csrf_token if ws else ""
+    return LoginResponse(user=UserPublic.model_validate(user), csrf_token=csrf)
+
+
+@router.post("/invites/{token}/accept", response_model=LoginResponse)
+def accept_invite(token: str, body: InviteAccept, request: Request, response: Response, db: DbSession,
+                  settings: SettingsDep) -> LoginResponse:
+    invite = db.execute(
+        sa.select(models.Invite).where(models.Invite.token_hash == hash_token(token)).with_for_update()
+    ).scalar_one_or_none()
+    if invite is None or invite.used_at is not None or as_utc(invite.expires_at) < utcnow():
+        raise ApiError(404, "invite_invalid", "this invite link is unknown, used or expired", field="token")
+    if invite.email and invite.email.lower() != body.email.lower():
+        raise ApiError(422, "invite_email", "this invite is for another e-mail address", field="email")
+    existing = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == body.email.lower())
+                          ).scalar_one_or_none()
+    if existing is not None:
+        raise ApiError(409, "email_taken", "an account with this e-mail exists; sign in instead", field="email")
+    user = models.User(email=body.email, name=body.name, role="annotator", password_hash=hash_password(body.password))
+    db.add(user)
+    db.flush()
+    db.add(models.ProjectMember(project_id=invite.project_id, user_id=user.id))
+    invite.used_by, invite.used_at = user.id, utcnow()
+    db.commit()
+    csrf = start_session(db, response, user, settings, request.cookies.get(SESSION_COOKIE))
+    return LoginResponse(user=UserPublic.model_validate(user), csrf_token=csrf)

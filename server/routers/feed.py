@@ -1,0 +1,92 @@
+"""What the trainer reads and writes: the edge feed and embedding versions."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from pydantic import ValidationError
+
+from pal.wire import NPY_MEDIA_TYPE, START_CURSOR
+from server import models
+from server.deps import DbSession, SettingsDep, TrainerUser, get_project_for
+from server.errors import ApiError
+from server.schemas import EdgePage, EdgeRecord, EmbeddingMeta, EmbeddingPublic
+from server.services.edges import edge_page
+from server.services.embeddings import parse_upload, store_version
+
+router = APIRouter(tags=["trainer feed"])
+
+
+@router.get("/projects/{project_id}/edges", response_model=EdgePage)
+def edges(
+    project_id: int, db: DbSession, user: TrainerUser,
+    cursor: Annotated[str, Query(max_length=60, pattern=r"^\d{1,20}:\d{1,20}$")] = START_CURSOR,
+    limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
+) -> EdgePage:
+    """A page of committed edges after ``cursor``, in commit order; pass ``next_cursor`` back.
+    ``kind='retract'`` rows withdraw edge ``retracts_id`` (an undone answer)."""
+    get_project_for(db, user, project_id)
+    page, next_cursor, has_more = edge_page(db, project_id=project_id, cursor=cursor, limit=limit)
+    return EdgePage(edges=[EdgeRecord(**e.__dict__) for e in page], next_cursor=next_cursor, has_more=has_more)
+
+
+async def _read_limited(upload: UploadFile, limit: int, field: str) -> bytes:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "too_large", f"{field} exceeds {limit // (1024 * 1024)} MB", field=field)
+    return data
+
+
+@router.post("/projects/{project_id}/embeddings", response_model=EmbeddingPublic, status_code=201)
+async def upload_embedding(
+    project_id: int,
+    meta: Annotated[str, Form(description="JSON: step, edges_seen, cursor, metrics")],
+    item_ids: Annotated[UploadFile, File(description=".npy int64 (N,)")],
+    vectors: Annotated[UploadFile, File(description=".npy float32 (N, D), rows follow item_ids")],
+    db: DbSession, user: TrainerUser, settings: SettingsDep,
+) -> models.EmbeddingVersion:
+    from starlette.concurrency import run_in_threadpool
+
+    project = await run_in_threadpool(get_project_for, db, user, project_id)
+    try:
+        parsed = EmbeddingMeta.model_validate(json.loads(meta))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ApiError(422, "invalid_meta", f"meta must be JSON matching EmbeddingMeta: {exc}", field="meta") from exc
+    limit = settings.max_upload_mb * 1024 * 1024
+    ids, vecs = parse_upload(await _read_limited(item_ids, limit, "item_ids"),
+                             await _read_limited(vectors, limit, "vectors"))
+    return await run_in_threadpool(store_version, db, project=project, ids=ids, vectors=vecs, meta=parsed)
+
+
+@router.get("/projects/{project_id}/embeddings", response_model=list[EmbeddingPublic])
+def list_embeddings(project_id: int, db: DbSession, user: TrainerUser) -> list[models.EmbeddingVersion]:
+    get_project_for(db, user, project_id)
+    return list(db.execute(
+        sa.select(models.EmbeddingVersion).where(models.EmbeddingVersion.project_id == project_id)
+        .order_by(models.EmbeddingVersion.version)
+    ).scalars())
+
+
+@router.get("/projects/{project_id}/embeddings/current/vectors", responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})
+def current_vectors(project_id: int, db: DbSession, user: TrainerUser) -> Response:
+    """The current version's vectors (.npy float32 (N, D)); item ids in ``.../current/item_ids``."""
+    return _current_blob(db, user, project_id, "vectors")
+
+
+@router.get("/projects/{project_id}/embeddings/current/item_ids", responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})
+def current_item_ids(project_id: int, db: DbSession, user: TrainerUser) -> Response:
+    return _current_blob(db, user, project_id, "item_ids")
+
+
+def _current_blob(db: DbSession, user: models.User, project_id: int, which: str) -> Response:
+    project = get_project_for(db, user, project_id)
+    if project.current_embedding_id is None:
+        raise ApiError(404, "no_embedding", "the trainer has not published an embedding yet")
+    version = db.get(models.EmbeddingVersion, project.current_embedding_id)
+    assert version is not None
+    data = version.vectors if which == "vectors" else version.item_ids
+    return Response(content=data, media_type=NPY_MEDIA_TYPE,
+                    headers={"X-Embedding-Version": str(version.version)})

@@ -1,0 +1,246 @@
+"""Pydantic schema families: ``XCreate`` (input), ``XUpdate`` (partial input), ``XPublic`` (output)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Role = Literal["admin", "annotator", "trainer"]
+OracleName = Literal["random", "active", "uncertainty"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(Strict):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    email: str
+    name: str
+    role: Role
+    is_active: bool
+
+
+class LoginResponse(BaseModel):
+    user: UserPublic
+    csrf_token: str
+
+
+class UserCreate(Strict):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(default="", max_length=200)
+    role: Role
+    password: str | None = Field(default=None, min_length=8, max_length=1000)
+
+
+class TokenCreate(Strict):
+    name: str = Field(default="", max_length=200)
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="Shown once; only its hash is stored.")
+
+
+class ProjectBase(Strict):
+    description: str = Field(default="", max_length=10_000)
+    n_candidates: int = Field(default=8, ge=1, le=24, description="Candidates per grid (8 gives a 3x3 grid).")
+    redundancy: int = Field(default=1, ge=1, le=10, description="Different annotators who answer each task.")
+    gold_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of tasks that carry control pairs.")
+    oracle: OracleName = "active"
+    target_match_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    budget_cap: int = Field(default=1000, ge=0, le=10_000_000, description="Most tasks that may be issued.")
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+
+
+class ProjectCreate(ProjectBase):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ProjectUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10_000)
+    n_candidates: int | None = Field(default=None, ge=1, le=24)
+    redundancy: int | None = Field(default=None, ge=1, le=10)
+    gold_rate: float | None = Field(default=None, ge=0.0, le=1.0)
+    oracle: OracleName | None = None
+    target_match_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    budget_cap: int | None = Field(default=None, ge=0, le=10_000_000)
+    paused: bool | None = None
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+
+
+class ProjectPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    description: str
+    n_candidates: int
+    redundancy: int
+    gold_rate: float
+    oracle: str
+    target_match_share: float
+    budget_cap: int
+    budget_spent: int
+    paused: bool
+    current_embedding_id: int | None
+    created_at: datetime
+
+
+class ProjectAnnotatorView(BaseModel):
+    """What an annotator may know of a project."""
+
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    description: str
+    n_candidates: int
+    paused: bool
+
+
+class InviteCreate(Strict):
+    email: str | None = Field(default=None, max_length=320)
+    expires_hours: int = Field(default=72, ge=1, le=24 * 90)
+
+
+class InvitePublic(BaseModel):
+    id: int
+    project_id: int
+    token: str
+    url: str
+    expires_at: datetime
+
+
+class InviteAccept(Strict):
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    name: str = Field(default="", max_length=200)
+    password: str = Field(min_length=8, max_length=1000)
+
+
+class ImportReport(BaseModel):
+    imported: int
+    skipped: list[dict[str, str]] = Field(description="One entry per skipped input: source and reason.")
+    total_items: int
+
+
+class ImportFromPath(Strict):
+    path: str = Field(min_length=1, max_length=4000, description="Relative to the server's import root.")
+
+
+class ItemPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    width: int
+    height: int
+    channels: int
+
+
+class ItemPage(BaseModel):
+    items: list[ItemPublic]
+    next_after: int | None
+
+
+class TaskPublic(BaseModel):
+    """A claimed task as the annotator sees it: no labels, no gold, no other answers."""
+
+    id: int
+    project_id: int
+    lease_token: str
+    lease_expires_at: datetime
+    reference: int
+    candidates: list[int]
+    question: str
+
+
+ClaimReason = Literal["budget_exhausted", "paused", "no_items", "done"]
+
+
+class ClaimResult(BaseModel):
+    task: TaskPublic | None
+    reason: ClaimReason | None = None
+    message: str | None = None
+
+
+class LeaseRenew(Strict):
+    lease_token: str = Field(min_length=1, max_length=64)
+
+
+class AnswerCreate(Strict):
+    idempotency_key: str = Field(min_length=8, max_length=100, description="Client-generated, e.g. a UUID.")
+    lease_token: str = Field(min_length=1, max_length=64)
+    outlier_ids: list[int] = Field(default_factory=list, max_length=64)
+    cant_tell: bool = False
+    seconds: float | None = Field(default=None, ge=0, le=86_400, description="Time spent on the grid.")
+
+    @field_validator("outlier_ids")
+    @classmethod
+    def _no_duplicates(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError("outlier ids must not repeat")
+        return value
+
+
+class AnswerPublic(BaseModel):
+    id: int
+    task_id: int
+    outlier_ids: list[int]
+    cant_tell: bool
+    created_at: datetime
+    edges: int
+    replayed: bool = False
+
+
+class UndoResult(BaseModel):
+    answer_id: int
+    task: TaskPublic
+
+
+class EdgeRecord(BaseModel):
+    id: int
+    src: int
+    dst: int
+    sign: int
+    weight: float
+    kind: str
+    retracts_id: int | None
+
+
+class EdgePage(BaseModel):
+    edges: list[EdgeRecord]
+    next_cursor: str
+    has_more: bool
+
+
+class EmbeddingMeta(Strict):
+    step: int = Field(default=0, ge=0)
+    edges_seen: int = Field(default=0, ge=0)
+    cursor: str | None = Field(default=None, max_length=100)
+    metrics: dict[str, float | int | str | None] = Field(default_factory=dict)
+
+
+class EmbeddingPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    project_id: int
+    version: int
+    dim: int
+    n_items: int
+    metrics: dict[str, Any]
+    answers_at_upload: int
+    created_at: datetime

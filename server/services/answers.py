@@ -1,0 +1,175 @@
+"""Storing answers as edges, idempotently, and undoing them.
+
+- The client sends an idempotency key; the same key from the same annotator returns the stored
+  answer (a retried POST after a lost response changes nothing).
+- The slot is locked (``FOR UPDATE``) and must still carry the lease token the answer names: an
+  answer to a lease that expired and was re-issued to someone else is refused with 409.
+- The answer, the slot's status, the task's count and the edges are written in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server import models
+from server.errors import ApiError
+from server.schemas import AnswerCreate
+from server.security import new_token
+from server.services.tasks import Lease
+from server.timeutil import as_utc, utcnow
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    answer: models.Answer
+    edges: int
+    replayed: bool
+
+
+def answer_edges(reference: int, candidates: list[int], outliers: set[int]) -> list[tuple[int, int, int]]:
+    """What the human asserted: (reference, match, +1) and (reference, outlier, -1)."""
+    return [(reference, c, -1 if c in outliers else 1) for c in candidates]
+
+
+def _replay(db: Session, *, user_id: int, task_id: int, key: str) -> StoredAnswer | None:
+    answer = db.execute(
+        sa.select(models.Answer).where(models.Answer.annotator_id == user_id, models.Answer.idempotency_key == key)
+    ).scalar_one_or_none()
+    if answer is None:
+        return None
+    if answer.task_id != task_id:
+        raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for another task",
+                       field="idempotency_key")
+    n_edges = db.scalar(
+        sa.select(sa.func.count()).select_from(models.Edge).where(
+            models.Edge.answer_id == answer.id, models.Edge.kind == "answer"
+        )
+    )
+    return StoredAnswer(answer=answer, edges=int(n_edges or 0), replayed=True)
+
+
+def submit_answer(db: Session, *, task_id: int, user_id: int, body: AnswerCreate) -> StoredAnswer:
+    for attempt in range(3):
+        try:
+            return _submit_once(db, task_id=task_id, user_id=user_id, body=body)
+        except IntegrityError:
+            # A concurrent retry with the same key won the race: answer with what it stored.
+            db.rollback()
+            replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+            db.commit()
+            if replay is not None:
+                return replay
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _submit_once(db: Session, *, task_id: int, user_id: int, body: AnswerCreate) -> StoredAnswer:
+    replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+    if replay is not None:
+        db.commit()
+        return replay
+    task = db.get(models.Task, task_id)
+    if task is None:
+        raise ApiError(404, "not_found", f"task {task_id} not found", field="task_id")
+    assignment = db.execute(
+        sa.select(models.Assignment)
+        .where(models.Assignment.task_id == task_id, models.Assignment.lease_token == body.lease_token)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if assignment is None or assignment.annotator_id != user_id:
+        raise ApiError(409, "lease_lost",
+                       "this task was re-issued after your lease expired; your answer was not stored",
+                       field="lease_token")
+    # Re-check under the row lock: a concurrent retry may have committed meanwhile.
+    replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+    if replay is not None:
+        db.commit()
+        return replay
+    if assignment.status != "leased":
+        raise ApiError(409, "already_answered", "this task slot is already answered", field="lease_token")
+    candidates = list(task.candidate_ids)
+    outliers = set(body.outlier_ids)
+    unknown = sorted(outliers - set(candidates))
+    if unknown:
+        raise ApiError(422, "invalid_outliers", f"ids {unknown} are not candidates of task {task_id}",
+                       field="outlier_ids")
+    if body.cant_tell and outliers:
+        raise ApiError(422, "invalid_answer", "a 'can't tell' answer carries no outliers", field="outlier_ids")
+    now = utcnow()
+    answer = models.Answer(
+        task_id=task_id, assignment_id=assignment.id, project_id=task.project_id, annotator_id=user_id,
+        idempotency_key=body.idempotency_key, outlier_ids=sorted(outliers), cant_tell=body.cant_tell,
+        seconds=body.seconds, created_at=now,
+    )
+    db.add(answer)
+    db.flush()
+    assignment.status = "answered"
+    task.answers_count = task.answers_count + 1
+    if task.answers_count >= task.redundancy:
+        task.completed_at = now
+    n_edges = 0
+    if not body.cant_tell:
+        rows = [
+            {"project_id": task.project_id, "src": s, "dst": d, "sign": sign, "weight": 1.0, "kind": "answer",
+             "answer_id": answer.id, "annotator_id": user_id, "created_at": now}
+            for s, d, sign in answer_edges(task.reference_id, candidates, outliers)
+        ]
+        db.execute(sa.insert(models.Edge), rows)
+        n_edges = len(rows)
+    db.commit()
+    return StoredAnswer(answer=answer, edges=n_edges, replayed=False)
+
+
+def undo_answer(db: Session, *, answer_id: int, user_id: int, window_seconds: int, lease_seconds: int) -> Lease:
+    """Withdraw the annotator's own latest answer: its edges get retraction rows (edges are
+    append-only) and the slot goes back to the annotator under a fresh lease."""
+    answer = db.execute(
+        sa.select(models.Answer).where(models.Answer.id == answer_id).with_for_update()
+    ).scalar_one_or_none()
+    if answer is None or answer.annotator_id != user_id:
+        raise ApiError(404, "not_found", f"answer {answer_id} not found", field="answer_id")
+    if answer.undone_at is not None:
+        raise ApiError(409, "already_undone", "this answer was already undone", field="answer_id")
+    now = utcnow()
+    if as_utc(answer.created_at) < now - timedelta(seconds=window_seconds):
+        raise ApiError(409, "undo_window_passed", f"answers can be undone for {window_seconds} s only",
+                       field="answer_id")
+    latest = db.scalar(
+        sa.select(sa.func.max(models.Answer.id)).where(
+            models.Answer.annotator_id == user_id, models.Answer.project_id == answer.project_id,
+            models.Answer.undone_at.is_(None),
+        )
+    )
+    if latest != answer.id:
+        raise ApiError(409, "not_last_answer", "only your last answer can be undone", field="answer_id")
+    task = db.get(models.Task, answer.task_id, with_for_update=True)
+    assignment = db.get(models.Assignment, answer.assignment_id, with_for_update=True)
+    assert task is not None and assignment is not None
+    edges = db.execute(
+        sa.select(models.Edge).where(models.Edge.answer_id == answer.id, models.Edge.kind == "answer")
+    ).scalars().all()
+    if edges:
+        db.execute(
+            sa.insert(models.Edge),
+            [
+                {"project_id": e.project_id, "src": e.src, "dst": e.dst, "sign": e.sign, "weight": e.weight,
+                 "kind": "retract", "answer_id": answer.id, "annotator_id": user_id, "retracts_id": e.id,
+                 "created_at": now}
+                for e in edges
+            ],
+        )
+    answer.undone_at = now
+    task.answers_count = task.answers_count - 1
+    task.completed_at = None
+    assignment.status = "leased"
+    assignment.lease_token = new_token()
+    assignment.leased_at = now
+    assignment.lease_expires_at = now + timedelta(seconds=lease_seconds)
+    db.commit()
+    return Lease(task=task, assignment=assignment)

@@ -1,0 +1,132 @@
+"""Per-process cache of what the oracle needs: item ids, the knowledge graph, the current embedding.
+
+Every server process keeps its own copy and catches up from the database through the same edge
+feed the trainer reads (so it sees exactly the committed edges, in commit order) before each
+selection that is older than ``graph_refresh_seconds``. A new embedding version is picked up at the
+same moment (the next claim after it became current), without a restart. Built from the edges table
+on first use, so it survives restarts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from pal.graph import KnowledgeGraph
+from pal.wire import START_CURSOR, decode_npy
+from server import models
+from server.services.edges import edge_page
+from server.services.images import load_pixels
+
+FEATURE_SIZE = 16
+
+
+@dataclass
+class ProjectState:
+    project_id: int
+    item_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    graph: KnowledgeGraph = field(default_factory=KnowledgeGraph)
+    cursor: str = START_CURSOR
+    edges_seen: int = 0
+    embedding_id: int | None = None
+    embedding: np.ndarray | None = None
+    pixel_features: np.ndarray | None = None
+    refreshed_at: float = 0.0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def refresh(self, db: Session, *, max_age: float, force: bool = False) -> None:
+        with self.lock:
+            if not force and time.monotonic() - self.refreshed_at < max_age:
+                return
+            self._refresh_items(db)
+            self._catch_up_edges(db)
+            self._refresh_embedding(db)
+            self.refreshed_at = time.monotonic()
+
+    def _refresh_items(self, db: Session) -> None:
+        count = db.scalar(sa.select(sa.func.count()).where(models.Item.project_id == self.project_id)) or 0
+        if count != len(self.item_ids):
+            ids = db.execute(
+                sa.select(models.Item.id).where(models.Item.project_id == self.project_id).order_by(models.Item.id)
+            ).scalars().all()
+            self.item_ids = np.asarray(ids, dtype=np.int64)
+            self.pixel_features = None
+            self.embedding_id = None  # re-align the embedding to the new item list
+
+    def _catch_up_edges(self, db: Session) -> None:
+        while True:
+            edges, cursor, has_more = edge_page(db, project_id=self.project_id, cursor=self.cursor, limit=5000)
+            for e in edges:
+                if e.kind == "retract" and e.retracts_id is not None:
+                    self.graph.retract(e.retracts_id)
+                else:
+                    self.graph.add_edge(e.id, e.src, e.dst, e.sign, e.weight)
+            self.edges_seen += len(edges)
+            self.cursor = cursor
+            if not has_more:
+                return
+
+    def _refresh_embedding(self, db: Session) -> None:
+        current = db.scalar(sa.select(models.Project.current_embedding_id).where(models.Project.id == self.project_id))
+        if current is None or current == self.embedding_id:
+            return
+        version = db.get(models.EmbeddingVersion, current)
+        if version is None:
+            return
+        ids = decode_npy(version.item_ids).astype(np.int64)
+        vectors = decode_npy(version.vectors).astype(np.float32)
+        self.embedding = align_rows(self.item_ids, ids, vectors)
+        self.embedding_id = current
+
+    def ensure_pixel_features(self, db: Session) -> np.ndarray:
+        """Cheap pixel-space features for cold start, computed once per item list."""
+        with self.lock:
+            if self.pixel_features is None or len(self.pixel_features) != len(self.item_ids):
+                from server.oracle.coldstart import pixel_features
+
+                images = np.zeros((len(self.item_ids), FEATURE_SIZE, FEATURE_SIZE), dtype=np.uint8)
+                index = {int(i): n for n, i in enumerate(self.item_ids)}
+                rows = db.execute(
+                    sa.select(models.Item.id, models.Item.data).where(models.Item.project_id == self.project_id)
+                )
+                for item_id, data in rows:
+                    if item_id in index:
+                        images[index[item_id]] = load_pixels(data, size=FEATURE_SIZE, channels=1)[:, :, 0]
+                self.pixel_features = pixel_features(images)
+            return self.pixel_features
+
+
+def align_rows(item_ids: np.ndarray, version_ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Rows of ``vectors`` reordered to ``item_ids``, L2-normalised; items the version lacks get zeros."""
+    out = np.zeros((len(item_ids), vectors.shape[1]), dtype=np.float32)
+    order = np.argsort(version_ids)
+    sorted_ids = version_ids[order]
+    pos = np.searchsorted(sorted_ids, item_ids)
+    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
+    found = sorted_ids[pos] == item_ids if len(sorted_ids) else np.zeros(len(item_ids), dtype=bool)
+    out[found] = vectors[order[pos[found]]]
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    np.divide(out, norms, out=out, where=norms > 0)
+    return out
+
+
+_states: dict[int, ProjectState] = {}
+_states_lock = threading.Lock()
+
+
+def get_state(project_id: int) -> ProjectState:
+    with _states_lock:
+        state = _states.get(project_id)
+        if state is None:
+            state = _states[project_id] = ProjectState(project_id=project_id)
+        return state
+
+
+def forget_states() -> None:
+    with _states_lock:
+        _states.clear()
