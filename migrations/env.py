@@ -9,23 +9,11 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from server.config import get_settings
-from server.models import Base, TxId
+from server.migrate import compare_type, include_object
+from server.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-
-def compare_type(ctx: Any, inspected_column: Any, metadata_column: Any, inspected_type: Any,
-                 metadata_type: Any) -> bool | None:
-    # xid8 is unknown to SQLAlchemy's reflection; the migration creates it explicitly.
-    if isinstance(metadata_type, TxId):
-        return False
-    return None
-
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    # The edge feed's (project_id, txid, id) index exists on PostgreSQL only, made by the migration.
-    return not (type_ == "index" and name == "ix_edges_project_txid")
 
 
 def run_migrations_offline() -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
+
+from server.models import TxId
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,3 +26,16 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def compare_type(ctx: Any, inspected_column: Any, metadata_column: Any, inspected_type: Any,
+                 metadata_type: Any) -> bool | None:
+    """Autogenerate hook: xid8 is unknown to SQLAlchemy's reflection; the migration creates it."""
+    if isinstance(metadata_type, TxId):
+        return False
+    return None
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Autogenerate hook: the edge feed's (project_id, txid, id) index is PostgreSQL-only."""
+    return not (type_ == "index" and name == "ix_edges_project_txid")

@@ -6,7 +6,6 @@ import io
 import tempfile
 import zipfile
 from datetime import timedelta
-
 from typing import Annotated, Any
 
 import numpy as np

@@ -52,15 +52,15 @@ def decode_bytes(raw: bytes) -> DecodedImage:
             with Image.open(io.BytesIO(raw)) as probe:
                 fmt = probe.format or ""
                 probe.verify()
-            img = Image.open(io.BytesIO(raw))
-            img.load()
+            opened = Image.open(io.BytesIO(raw))
+            opened.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"image too large (decompression bomb guard): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise BadImage("not an image file") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"corrupt image: {exc}") from exc
-    img = _normalise_mode(img)
+    img = _normalise_mode(opened)
     if fmt in _KEEP_FORMATS:
         data, mime = raw, _KEEP_FORMATS[fmt]
     else:
@@ -91,8 +91,8 @@ def decode_array(array: np.ndarray) -> DecodedImage:
 
 def load_pixels(data: bytes, *, size: int | None, channels: int) -> np.ndarray:
     """Stored bytes -> uint8 (H, W, C), resized to size x size when asked."""
-    with Image.open(io.BytesIO(data)) as img:
-        img = img.convert("L" if channels == 1 else "RGB")
+    with Image.open(io.BytesIO(data)) as opened:
+        img = opened.convert("L" if channels == 1 else "RGB")
         if size is not None and (img.width, img.height) != (size, size):
             img = img.resize((size, size), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
@@ -100,9 +100,9 @@ def load_pixels(data: bytes, *, size: int | None, channels: int) -> np.ndarray:
 
 
 def thumbnail(data: bytes, *, max_side: int) -> bytes:
-    with Image.open(io.BytesIO(data)) as img:
-        if max(img.width, img.height) <= max_side:
+    with Image.open(io.BytesIO(data)) as opened:
+        if max(opened.width, opened.height) <= max_side:
             return data
-        img = _normalise_mode(img)
+        img = _normalise_mode(opened)
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         return encode_png(img)

@@ -131,10 +131,14 @@ def npz_sources(data: np.lib.npyio.NpzFile) -> list[Source]:
             return "test" if int(value) == 1 else "train"
         return str(value)
 
-    return [
-        Source(name=f"images[{i}]", load=(lambda i=i: decode_array(images[i])), label=label_of(i), split=split_of(i))
-        for i in range(n)
-    ]
+    def loader(i: int) -> Loader:
+        return lambda: decode_array(images[i])
+
+    return [Source(name=f"images[{i}]", load=loader(i), label=label_of(i), split=split_of(i)) for i in range(n)]
+
+
+def _zip_loader(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Loader:
+    return lambda: decode_bytes(archive.read(info))
 
 
 def zip_sources(archive: zipfile.ZipFile) -> tuple[list[Source], list[dict[str, str]]]:
@@ -155,7 +159,7 @@ def zip_sources(archive: zipfile.ZipFile) -> tuple[list[Source], list[dict[str, 
             skipped.append({"source": name, "reason": "not an image file"})
             continue
         label = parts[-2] if len(parts) > 1 else None
-        sources.append(Source(name=name, load=(lambda info=info: decode_bytes(archive.read(info))), label=label))
+        sources.append(Source(name=name, load=_zip_loader(archive, info), label=label))
     return sources, skipped
 
 
