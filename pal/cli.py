@@ -183,7 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FORWARDED = ("train", "simulate", "export", "bench", "audit")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in FORWARDED:
+        # argparse.REMAINDER does not capture a leading "--flag": hand the arguments over untouched.
+        return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command](args)
 

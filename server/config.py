@@ -41,6 +41,26 @@ class Settings(BaseSettings):
     )
     login_attempts_per_minute: int = Field(default=10, ge=1, description="Failed logins allowed per IP and user.")
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, /metrics answers only requests carrying 'Authorization: Bearer <this token>'.",
+    )
+    webhook_worker: bool = Field(
+        default=True, description="Run the webhook delivery worker in each server process (safe with several)."
+    )
+    webhook_poll_seconds: float = Field(default=2.0, gt=0, description="How often the worker looks for due events.")
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_backoff_seconds: float = Field(
+        default=5.0, gt=0, description="Delay before the first retry of a failed delivery; doubles on each retry."
+    )
+    webhook_backoff_max_seconds: float = Field(default=3600.0, gt=0, description="Longest delay between retries.")
+    webhook_max_attempts: int = Field(
+        default=20, ge=1, description="Deliveries tried before an event is marked failed (kept, not retried)."
+    )
+    trainer_lag_alert_edges: int = Field(
+        default=10_000, ge=0,
+        description="Send a trainer.lag webhook when this many edges wait unconsumed by the trainer (0: never).",
+    )
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from pal import __version__
+from server.config import get_settings
 from server.errors import install_error_handlers
-from server.routers import auth, feed, health, items, projects, tasks, users
+from server.observability import RequestContextMiddleware, configure_json_logging
+from server.observability import router as metrics_router
+from server.routers import auth, exports, feed, health, items, pages, projects, stats, tasks, users
+from server.security_headers import install_security
+from server.webhooks import webhook_lifespan
 
 API_PREFIX = "/api/v1"
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title="PAL", version=__version__,
-                  description="Label datasets from cheap 'spot the outliers' answers.")
+    if get_settings().log_json:
+        configure_json_logging()
+    app = FastAPI(title="PAL", version=__version__, lifespan=webhook_lifespan,
+                  description="Label datasets from cheap 'spot the outliers' answers.",
+                  docs_url=None, redoc_url=None)  # /docs: server/security_headers.py (vendored, strict CSP)
     install_error_handlers(app)
-    for module in (auth, users, projects, items, tasks, feed):
+    app.add_middleware(RequestContextMiddleware)
+    install_security(app)
+    for module in (auth, users, projects, items, tasks, feed, stats, exports):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
+    app.include_router(metrics_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     return app
 
 

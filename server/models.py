@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,7 +36,20 @@ class TxId(TypeDecorator[str]):
 
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-TIMESTAMP = sa.DateTime(timezone=True)
+class UTCDateTime(TypeDecorator[datetime]):
+    """``timestamptz`` on PostgreSQL; on SQLite, which keeps no offset, values read back are
+    marked UTC (PAL writes UTC only), so the API never serves a date-time without its offset."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value
+
+
+TIMESTAMP = UTCDateTime()
 
 
 class Base(DeclarativeBase):
@@ -259,3 +272,33 @@ class EmbeddingVersion(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     answers_at_upload: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Outbox of outbound webhooks. A row is written in the transaction that causes the event (a
+    budget charge, an embedding made current), so an event exists exactly when its cause committed;
+    a background worker delivers it, retrying with backoff. ``body`` is the exact JSON sent (and
+    signed) on every attempt; ``event_id`` is the idempotency key receivers deduplicate on;
+    ``dedup_key`` makes enqueueing the same event twice a no-op."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_webhook_events_status"),
+        sa.Index("ix_webhook_events_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    dedup_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    url: Mapped[str] = mapped_column(sa.String(2000))
+    body: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
+    last_status: Mapped[int | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)

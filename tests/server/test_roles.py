@@ -22,6 +22,7 @@ TRAIN = {"admin", "trainer"}
 
 ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/healthz"): ANY,
+    ("GET", "/metrics"): ANY,
     ("POST", "/api/v1/auth/login"): ANY,
     ("POST", "/api/v1/auth/logout"): AUTHENTICATED,
     ("GET", "/api/v1/auth/me"): AUTHENTICATED,
@@ -53,6 +54,14 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/projects/{project_id}/embeddings"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/embeddings/current/vectors"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/embeddings/current/item_ids"): TRAIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/edges.csv"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/embeddings.npy"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/embedding_index.csv"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/clusters.csv"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/manifest.json"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/stats"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/clusters"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/clusters/{item_id}/items"): ADMIN,
 }
 
 

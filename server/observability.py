@@ -1,0 +1,361 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Request id: every HTTP request gets one: the caller's ``X-Request-ID`` when it is a sane token
+(letters, digits, ``._-``, at most 128 characters), otherwise a fresh uuid4. It is echoed in the
+response header and attached to every log record written while the request runs (a context
+variable, which the thread pool that runs sync endpoints copies).
+
+Logs: with ``PAL_LOG_JSON=true`` every line on stdout is one JSON object (``ts``, ``level``,
+``logger``, ``message``, ``request_id`` and any ``extra`` fields). The access log line comes from
+here (``logger: pal.access``, with route template, status and duration) rather than uvicorn's, so it
+carries the request id.
+
+Metrics, with several uvicorn workers in mind:
+- Request counters and latency histograms live in each process. With ``PROMETHEUS_MULTIPROC_DIR``
+  set (docker-compose sets it), prometheus-client writes them to memory-mapped files in that folder
+  and ``/metrics`` sums every worker's files, so a scrape that lands on any worker sees the totals.
+  Without it, each process reports its own (fine for one worker).
+- Everything about the data (answers, edges, budget, lease reclaims, trainer lag, webhook outbox) is
+  read from the database at scrape time, so it is exact whichever process answers and whatever
+  process wrote it, and survives restarts.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pal.wire import parse_cursor
+from server import models
+from server.config import get_settings
+from server.errors import ApiError
+from server.security import constant_time_equal
+from server.timeutil import as_utc, utcnow
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("pal_request_id", default=None)
+
+access_log = logging.getLogger("pal.access")
+
+# --------------------------------------------------------------------------- process-local metrics
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+_LOCAL_REGISTRY = CollectorRegistry(auto_describe=True)
+
+HTTP_REQUESTS = Counter(
+    "pal_http_requests", "HTTP requests answered, by method, route template and status.",
+    ["method", "route", "status"], registry=_LOCAL_REGISTRY,
+)
+HTTP_LATENCY = Histogram(
+    "pal_http_request_duration_seconds", "Time from request to the last byte of the response, by route template.",
+    ["method", "route"], registry=_LOCAL_REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+WEBHOOK_DELIVERIES = Counter(
+    "pal_webhook_delivery_attempts", "Webhook POSTs tried by this server, by outcome (delivered, failed).",
+    ["outcome"], registry=_LOCAL_REGISTRY,
+)
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template ("/api/v1/tasks/{task_id}/answers"); bounded cardinality."""
+    # FastAPI >= 0.12x keeps an included router's routes as they were declared (without the
+    # include prefix) and records the full template in its effective route context.
+    context = (scope.get("fastapi") or {}).get("effective_route_context")
+    path = getattr(context, "path_format", None) or getattr(context, "path", None)
+    if not path:
+        route = scope.get("route")
+        path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "<unmatched>"
+
+
+# --------------------------------------------------------------------------- request context
+
+class RequestContextMiddleware:
+    """Pure ASGI (streams pass through untouched): request id, access log, request metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")
+                break
+        rid = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        status = 500
+        start = time.perf_counter()
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            elapsed = time.perf_counter() - start
+            route = route_template(scope)
+            method = str(scope.get("method", ""))
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            state = scope.get("state") or {}
+            client = scope.get("client")
+            access_log.info(
+                "%s %s %s", method, scope.get("path", ""), status,
+                extra={"method": method, "path": scope.get("path", ""), "route": route, "status": status,
+                       "duration_ms": round(elapsed * 1000, 2), "user_id": state.get("user_id"),
+                       "client": client[0] if client else None},
+            )
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                # Count before the last byte leaves: a client that reads the response and then
+                # scrapes /metrics must find its request counted.
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            record()
+            request_id_var.reset(token)
+
+
+# --------------------------------------------------------------------------- JSON logs
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged too.
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or request_id_var.get(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS and key not in out and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    """One JSON handler on the root logger; uvicorn's loggers propagate to it and uvicorn's own
+    access log is silenced (ours carries the request id)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers = []
+        lg.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
+    access.disabled = True
+
+
+# --------------------------------------------------------------------------- metrics from the database
+
+class DatabaseCollector(Collector):
+    """Gauges and counters read from the database at scrape time (exact across processes)."""
+
+    def collect(self) -> Iterator[Metric]:
+        from server.db import get_sessionmaker
+
+        with get_sessionmaker()() as db:
+            yield from database_metrics(db)
+            db.rollback()
+
+
+def _by_project(rows: Any) -> dict[int, Any]:
+    return {int(r[0]): r for r in rows}
+
+
+def database_metrics(db: sa.orm.Session) -> list[Metric]:
+    M = models
+    projects = db.execute(
+        sa.select(M.Project.id, M.Project.budget_spent, M.Project.budget_cap, M.Project.paused)
+    ).all()
+    answers = _by_project(db.execute(
+        sa.select(M.Answer.project_id, sa.func.count(), sa.func.count(M.Answer.undone_at)).group_by(M.Answer.project_id)
+    ))
+    tasks = _by_project(db.execute(
+        sa.select(M.Task.project_id, sa.func.count()).group_by(M.Task.project_id)
+    ))
+    edges = db.execute(
+        sa.select(M.Edge.project_id, M.Edge.kind, sa.func.count()).group_by(M.Edge.project_id, M.Edge.kind)
+    ).all()
+    reclaims = _by_project(db.execute(
+        sa.select(M.Assignment.project_id, sa.func.coalesce(sa.func.sum(M.Assignment.leases_issued - 1), 0))
+        .where(M.Assignment.leases_issued > 1).group_by(M.Assignment.project_id)
+    ))
+    now = utcnow()
+    expired = _by_project(db.execute(
+        sa.select(M.Assignment.project_id, sa.func.count())
+        .where(M.Assignment.status == "leased", M.Assignment.lease_expires_at < now)
+        .group_by(M.Assignment.project_id)
+    ))
+    newest = db.execute(
+        sa.select(M.EmbeddingVersion.project_id, M.EmbeddingVersion.version, M.EmbeddingVersion.metrics,
+                  M.EmbeddingVersion.created_at)
+        .where(M.EmbeddingVersion.id.in_(
+            sa.select(sa.func.max(M.EmbeddingVersion.id)).group_by(M.EmbeddingVersion.project_id)
+        ))
+    ).all()
+    outbox = db.execute(
+        sa.select(M.WebhookEvent.project_id, M.WebhookEvent.status, sa.func.count())
+        .group_by(M.WebhookEvent.project_id, M.WebhookEvent.status)
+    ).all()
+
+    budget_spent = GaugeMetricFamily("pal_budget_spent", "Tasks charged to the project's budget.", labels=["project"])
+    budget_cap = GaugeMetricFamily("pal_budget_cap", "The project's label budget (tasks).", labels=["project"])
+    paused = GaugeMetricFamily("pal_project_paused", "1 when the project is paused.", labels=["project"])
+    answers_total = CounterMetricFamily("pal_answers", "Answers stored (undone ones included).", labels=["project"])
+    undone_total = CounterMetricFamily("pal_answers_undone", "Answers undone by their annotator.", labels=["project"])
+    tasks_total = CounterMetricFamily("pal_tasks", "Tasks issued.", labels=["project"])
+    edges_total = CounterMetricFamily("pal_edges", "Edges stored, by kind (answer, retract).",
+                                      labels=["project", "kind"])
+    reclaim_total = CounterMetricFamily(
+        "pal_lease_reclaims", "Slots whose lease expired and that a later claim took again.", labels=["project"])
+    expired_now = GaugeMetricFamily("pal_leases_expired", "Leased slots past their lease, not yet reclaimed.",
+                                    labels=["project"])
+    version_g = GaugeMetricFamily("pal_embedding_version", "Newest embedding version number.", labels=["project"])
+    age_g = GaugeMetricFamily("pal_embedding_age_seconds", "Seconds since the newest embedding version.",
+                              labels=["project"])
+    lag_g = GaugeMetricFamily(
+        "pal_trainer_lag_edges",
+        "Edges the trainer has not consumed: edges after the newest version's cursor (all edges before any).",
+        labels=["project"])
+    outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed).",
+                                 labels=["project", "status"])
+
+    edge_counts: dict[int, int] = {}
+    for pid, kind, count in edges:
+        edges_total.add_metric([str(pid), kind], int(count))
+        edge_counts[int(pid)] = edge_counts.get(int(pid), 0) + int(count)
+    newest_by_project = {int(r.project_id): r for r in newest}
+    for pid, spent, cap, is_paused in projects:
+        p = str(pid)
+        budget_spent.add_metric([p], spent)
+        budget_cap.add_metric([p], cap)
+        paused.add_metric([p], 1 if is_paused else 0)
+        a = answers.get(pid)
+        answers_total.add_metric([p], int(a[1]) if a else 0)
+        undone_total.add_metric([p], int(a[2]) if a else 0)
+        tasks_total.add_metric([p], int(tasks[pid][1]) if pid in tasks else 0)
+        reclaim_total.add_metric([p], int(reclaims[pid][1]) if pid in reclaims else 0)
+        expired_now.add_metric([p], int(expired[pid][1]) if pid in expired else 0)
+        version = newest_by_project.get(pid)
+        if version is not None:
+            version_g.add_metric([p], version.version)
+            age_g.add_metric([p], max((now - as_utc(version.created_at)).total_seconds(), 0.0))
+        lag_g.add_metric([p], trainer_lag(db, project_id=pid, newest_metrics=version.metrics if version else None,
+                                          total_edges=edge_counts.get(pid, 0)))
+    for pid, status, count in outbox:
+        outbox_g.add_metric([str(pid), status], int(count))
+    return [budget_spent, budget_cap, paused, answers_total, undone_total, tasks_total, edges_total, reclaim_total,
+            expired_now, version_g, age_g, lag_g, outbox_g]
+
+
+def trainer_lag(db: sa.orm.Session, *, project_id: int, newest_metrics: dict[str, Any] | None,
+                total_edges: int | None = None) -> int:
+    """Edges (answer and retract rows) the newest embedding version has not seen.
+
+    The version's ``cursor`` names the last edge it consumed; edges with a larger id came after it
+    (on PostgreSQL the feed orders by commit, so this can be off by the few edges in flight). Without
+    a readable cursor the version's ``edges_seen`` count is used; without a version, every edge."""
+    if total_edges is None:
+        total_edges = int(db.scalar(
+            sa.select(sa.func.count()).select_from(models.Edge).where(models.Edge.project_id == project_id)
+        ) or 0)
+    if not newest_metrics:
+        return total_edges
+    cursor = newest_metrics.get("cursor")
+    if isinstance(cursor, str):
+        try:
+            _tx, last_id = parse_cursor(cursor)
+        except ValueError:
+            last_id = -1
+        if last_id >= 0:
+            return int(db.scalar(
+                sa.select(sa.func.count()).select_from(models.Edge)
+                .where(models.Edge.project_id == project_id, models.Edge.id > last_id)
+            ) or 0)
+    seen = newest_metrics.get("edges_seen")
+    if isinstance(seen, int | float):
+        return max(total_edges - int(seen), 0)
+    return total_edges
+
+
+_DB_REGISTRY = CollectorRegistry(auto_describe=False)
+_DB_REGISTRY.register(DatabaseCollector())
+
+
+def render_metrics() -> bytes:
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        process_part = generate_latest(registry)
+    else:
+        process_part = generate_latest(_LOCAL_REGISTRY)
+    return process_part + generate_latest(_DB_REGISTRY)
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+def metrics(request: Request) -> Response:
+    """Prometheus metrics. Open to scrapers unless ``PAL_METRICS_TOKEN`` is set, in which case the
+    scraper sends it as a bearer token."""
+    expected = get_settings().metrics_token
+    if expected:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not constant_time_equal(token.strip(), expected):
+            raise ApiError(401, "unauthenticated", "/metrics needs 'Authorization: Bearer <PAL_METRICS_TOKEN>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+    return Response(content=render_metrics(), media_type=CONTENT_TYPE_LATEST)
