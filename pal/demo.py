@@ -78,7 +78,9 @@ def run_demo(args: argparse.Namespace) -> int:
         wait_healthy(url)
         if not args.no_trainer:
             procs.append(subprocess.Popen([sys.executable, "-m", "pal.cli", "train", "--server", url,
-                                           "--token", token, "--project", str(project_id)], cwd=ROOT))
+                                           "--token", token, "--project", str(project_id),
+                                           "--checkpoint", str(ROOT / "var" / f"trainer-{project_id}.pt")],
+                                          cwd=ROOT))
         print(f"\nPAL is running at {url}\n"
               f"  annotate: {url}/annotate   (sign in as {ANNOTATOR_EMAIL} / {password})\n"
               f"  admin:    {url}/admin      (sign in as {ADMIN_EMAIL} / {password})\n"

@@ -1,0 +1,112 @@
+"""Trainer settings: one dataclass, and the command-line flags that fill it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    # where
+    server: str = "http://127.0.0.1:8000"
+    token: str = ""
+    project: int = 0
+    checkpoint: str | None = None  # file path; resumed from when it exists
+    # model
+    backbone: str = "auto"  # "auto": small_cnn for small grayscale images, resnet18 otherwise
+    image_size: int | None = None  # None: the size the server stores (items must then share one size)
+    proj_dim: int = 128
+    # loss
+    loss: str = "vicreg"
+    temperature: float = 0.5  # NT-Xent only
+    negative_weight: float = 2.0  # NT-Xent only: how many times a human - edge counts
+    # optimisation
+    batch_size: int = 256  # pairs per step: 2 * batch_size images go through the model
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    # batch mix (see trainer.batching)
+    human_fraction: float = 0.5
+    closure_fraction: float = 0.5
+    negative_fraction: float = 0.25
+    # loop
+    publish_every: int = 200  # training steps between embedding versions (and checkpoints)
+    max_steps: int | None = None  # stop once this many steps are done and published
+    until_idle: bool = False  # stop instead of waiting once the edge feed has gone quiet
+    idle_cycles: int = 1  # cycles without a new edge after which the loop is idle
+    poll_interval: float = 5.0  # seconds between feed polls while idle
+    edge_page: int = 1000
+    pixel_page: int = 2048
+    embed_batch_size: int = 1024
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True  # CUDA only: bf16 autocast where supported, else fp16 with loss scaling
+    threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+    def __post_init__(self) -> None:
+        for name in (
+            "batch_size",
+            "publish_every",
+            "edge_page",
+            "pixel_page",
+            "embed_batch_size",
+            "log_every",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2; got {self.batch_size}")
+        for name in ("human_fraction", "closure_fraction", "negative_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]; got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Settings without the token, fit for a checkpoint or a log."""
+        out = dataclasses.asdict(self)
+        out.pop("token")
+        return out
+
+
+_HELP = {
+    "server": "server base URL",
+    "token": "bearer token (default: $PAL_TOKEN)",
+    "project": "project id",
+    "checkpoint": "checkpoint file; resumed from when it exists",
+    "backbone": "small_cnn, resnet18 or auto",
+    "image_size": "train at this size (the server resizes); default: stored size",
+    "loss": "vicreg, simclr or barlow",
+    "max_steps": "stop after this many steps (published and checkpointed)",
+    "until_idle": "stop once the edge feed is quiet instead of waiting for edges",
+    "publish_every": "steps between embedding versions and checkpoints",
+    "human_fraction": "share of each batch drawn from human edges",
+    "device": "auto, cpu, cuda or cuda:N",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (``--batch-size``...); ``--no-amp`` turns AMP off."""
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        if f.name == "project":
+            parser.add_argument(flag, type=int, required=True, help=_HELP[f.name])
+        elif f.type in ("bool",):
+            if default:
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false")
+            else:
+                parser.add_argument(flag, action="store_true", help=_HELP.get(f.name))
+        else:
+            kind = {"int": int, "float": float, "int | None": int}.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=default, help=_HELP.get(f.name))
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if not values.get("token"):
+        values["token"] = os.environ.get("PAL_TOKEN", "")
+    return TrainConfig(**values)

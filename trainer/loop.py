@@ -1,0 +1,242 @@
+"""The training loop, top to bottom.
+
+    fetch items -> [ poll the edge feed -> update the graph -> train K steps -> embed every
+    item -> publish the version with its metrics -> checkpoint ] -> repeat
+
+It resumes exactly from a checkpoint (model, optimizer, schedule, step, cursor and the edges
+consumed so far). Stops: ``max_steps`` (once reached, published and checkpointed; it keeps
+training through quiet spells until then) or ``until_idle`` (once a poll brings no new edge
+after at least one published cycle). With neither, an idle trainer stops training, polls every
+``poll_interval`` seconds, and trains again when edges come.
+
+Start it with :func:`main` (``pal train --server URL --token T --project P ...``), with
+:func:`run_from_args` from a parser that used :func:`trainer.config.add_arguments`, with
+:func:`run` from Python, or as ``python -m trainer --project P ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from pal.wire import EdgeWire
+from trainer import ddp
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.client import ApiClient
+from trainer.config import TrainConfig, add_arguments, config_from_args
+from trainer.engine import Engine
+from trainer.items import ItemTable, fetch_items
+from trainer.losses import LossTerms
+
+log = logging.getLogger("trainer")
+
+
+@dataclass
+class RunResult:
+    step: int
+    cursor: str
+    edges_consumed: int
+    versions: list[dict[str, Any]] = field(default_factory=list)  # the server's answers to uploads
+    metrics: dict[str, float] = field(default_factory=dict)  # the last published metrics
+
+
+class Meter:
+    """Running sums of loss terms (kept on the device: no sync per step) and throughput."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros(()))
+        self.steps = 0
+        self.images = 0
+        self.started = time.perf_counter()
+
+    def add(self, terms: LossTerms, images: int) -> None:
+        for name, value in {"loss": terms.total, **terms.terms}.items():
+            self.sums[name] = self.sums[name].to(value.device) + value.detach()
+        self.steps += 1
+        self.images += images
+
+    def summary(self) -> dict[str, float]:
+        seconds = max(time.perf_counter() - self.started, 1e-9)
+        out = {name: float(total) / max(self.steps, 1) for name, total in self.sums.items()}
+        out.update(steps_per_s=self.steps / seconds, images_per_s=self.images / seconds)
+        return out
+
+
+def poll_feed(client: ApiClient, project: int, cursor: str, page: int) -> tuple[list[EdgeWire], str]:
+    """Every row after ``cursor``, draining all pages, and the cursor after the last one."""
+    rows: list[EdgeWire] = []
+    while True:
+        got = client.get_edges(project, cursor, page)
+        rows.extend(got.edges)
+        cursor = got.next_cursor
+        if not got.has_more:
+            return rows, cursor
+
+
+def graph_metrics(engine: Engine) -> dict[str, float]:
+    snap = engine.snap
+    return {
+        "edges_positive": float(len(snap.positives)),
+        "edges_negative": float(len(snap.negatives)),
+        "components": float(len(snap.components)),
+        "items_in_components": float(sum(len(c) for c in snap.components)),
+        "edges_unknown_items": float(snap.unknown_items),
+    }
+
+
+def run(config: TrainConfig, client: ApiClient | None = None) -> RunResult:
+    ctx = ddp.setup(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    own_client = client is None and ctx.is_main
+    if own_client:
+        client = ApiClient(config.server, config.token)
+    try:
+        return _run(config, client, ctx)
+    finally:
+        if own_client and client is not None:
+            client.close()
+        ddp.teardown()
+
+
+def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) -> RunResult:
+    # 1. Items: rank 0 reads them from the server and hands them to the other ranks.
+    items = ItemTable.empty()
+    if client is not None:
+        project = client.get_project(config.project)
+        log.info("project %s (%s)", config.project, project.get("name", "?"))
+        fetch_items(client, config.project, items, config.image_size, config.pixel_page)
+    items = ctx.broadcast(items)
+
+    # 2. Model, optimizer and graph, fresh or from the checkpoint.
+    checkpoint = load_checkpoint(config.checkpoint) if config.checkpoint else None
+    engine = Engine(config, items, ctx, checkpoint)
+    if checkpoint is not None:
+        log.info(
+            "resumed at step %d, cursor %s, %d edges consumed",
+            engine.step,
+            engine.cursor,
+            engine.store.consumed,
+        )
+    result = RunResult(engine.step, engine.cursor, engine.store.consumed)
+    cycles, quiet_polls = 0, 0
+
+    while True:
+        # 3. Poll: new items, then every edge row after the cursor, folded into the graph.
+        news: tuple[np.ndarray, np.ndarray, list[EdgeWire], str] | None = None
+        if client is not None:
+            before = len(items)
+            fetch_items(client, config.project, items, config.image_size, config.pixel_page)
+            rows, cursor = poll_feed(client, config.project, engine.cursor, config.edge_page)
+            news = (items.ids[before:], items.images[before:].numpy(), rows, cursor)
+        new_ids, new_images, rows, cursor = ctx.broadcast(news)  # type: ignore[misc]
+        if not ctx.is_main and len(new_ids):
+            items.extend(new_ids, new_images.transpose(0, 2, 3, 1))
+        if len(new_ids):
+            engine.items_added()
+        new_rows = engine.consume(rows, cursor)
+        quiet_polls = 0 if new_rows else quiet_polls + 1
+
+        # 4. Stop, wait, or train.
+        if config.max_steps is not None and engine.step >= config.max_steps:
+            break
+        idle = cycles > 0 and quiet_polls >= config.idle_cycles
+        if idle and config.until_idle:
+            break
+        if idle and config.max_steps is None:
+            time.sleep(config.poll_interval)  # nothing new to learn from: wait for answers
+            continue
+        n_steps = config.publish_every
+        if config.max_steps is not None:
+            n_steps = min(n_steps, config.max_steps - engine.step)
+
+        # 5. Train: the random state restarts from (seed, rank, step), so a resume repeats it.
+        engine.reseed()
+        meter, window = Meter(), Meter()
+        for _ in range(n_steps):
+            terms = engine.train_step()
+            meter.add(terms, 2 * config.batch_size)
+            window.add(terms, 2 * config.batch_size)
+            if ctx.is_main and engine.step % config.log_every == 0:
+                s = window.summary()
+                log.info(
+                    "step %d | %.2f steps/s %.0f img/s | loss %.4f | %s",
+                    engine.step,
+                    s["steps_per_s"],
+                    s["images_per_s"],
+                    s["loss"],
+                    " ".join(f"{k} {v:.4f}" for k, v in s.items() if k not in ("loss", "steps_per_s", "images_per_s")),
+                )
+                window = Meter()
+
+        # 6. Embed every item, publish the version with its metrics, checkpoint.
+        if ctx.is_main and client is not None:
+            started = time.perf_counter()
+            vectors = engine.embed_all()
+            metrics = {
+                **meter.summary(),
+                **graph_metrics(engine),
+                "embed_seconds": time.perf_counter() - started,
+            }
+            metrics["lr"] = float(engine.scheduler.get_last_lr()[0])
+            version = client.upload_embeddings(
+                config.project,
+                item_ids=engine.items.ids,
+                vectors=vectors,
+                step=engine.step,
+                edges_seen=engine.store.consumed,
+                cursor=engine.cursor,
+                metrics=metrics,
+            )
+            result.versions.append(version)
+            result.metrics = metrics
+            log.info(
+                "published version %s at step %d (%d items x %d, %d edges consumed, embed %.1fs)",
+                version.get("id", "?"),
+                engine.step,
+                *vectors.shape,
+                engine.store.consumed,
+                metrics["embed_seconds"],
+            )
+            if config.checkpoint:
+                save_checkpoint(config.checkpoint, engine.checkpoint())
+        ctx.barrier()
+        cycles += 1
+
+    result.step, result.cursor, result.edges_consumed = engine.step, engine.cursor, engine.store.consumed
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pal train", description="Train and publish PAL embeddings.")
+    add_arguments(parser)
+    parser.add_argument("--log-level", default="INFO")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """For a CLI that added :func:`trainer.config.add_arguments` to its ``train`` parser."""
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result = run(config_from_args(args))
+    log.info("stopped at step %d, cursor %s, %d edges consumed", result.step, result.cursor, result.edges_consumed)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pal train ...``: parse flags, run until a stop condition or Ctrl-C."""
+    try:
+        return run_from_args(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        log.info("interrupted; a restart resumes from the last checkpoint")
+        return 130
