@@ -28,6 +28,7 @@ class EdgeWire:
     weight: float
     kind: str  # "answer" asserts a relation; "retract" withdraws edge ``retracts_id``
     retracts_id: int | None = None
+    annotator_id: int | None = None  # who asserted it: the graph weighs votes by annotator reliability
 
 
 def parse_cursor(cursor: str) -> tuple[int, int]:

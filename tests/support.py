@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
+import httpx
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -89,3 +91,22 @@ def item_labels(db: Session, project_id: int) -> dict[int, str]:
 
     rows = db.execute(sa.select(models.Item.id, models.Item.label).where(models.Item.project_id == project_id))
     return {int(i): str(lab) for i, lab in rows}
+
+
+def wait_for_feed(client: httpx.Client, pid: int, n_edges: int, timeout: float = 20.0) -> None:
+    """Wait until the edge feed delivers ``n_edges``. The server's knowledge graph reads the same feed,
+    whose PostgreSQL watermark holds back edges while any older transaction in the cluster is still
+    open (another test run sharing the server, say); clusters are computed from what it delivered."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen, cursor = 0, "0:0"
+        while True:
+            page = client.get(f"/api/v1/projects/{pid}/edges", params={"cursor": cursor}).json()
+            seen += len(page["edges"])
+            cursor = page["next_cursor"]
+            if not page["has_more"]:
+                break
+        if seen >= n_edges or time.monotonic() > deadline:
+            assert seen >= n_edges, f"the edge feed delivered {seen} of {n_edges} edges"
+            return
+        time.sleep(0.2)

@@ -145,6 +145,7 @@ class ApiClient:
                 weight=float(e["weight"]),
                 kind=str(e["kind"]),
                 retracts_id=None if e.get("retracts_id") is None else int(e["retracts_id"]),
+                annotator_id=None if e.get("annotator_id") is None else int(e["annotator_id"]),
             )
             for e in data["edges"]
         ]

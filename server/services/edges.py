@@ -22,7 +22,7 @@ from server.db import is_postgres
 
 _PG_PAGE = sa.text(
     """
-    SELECT id, src, dst, sign, weight, kind, retracts_id, txid::text::bigint AS tx
+    SELECT id, src, dst, sign, weight, kind, retracts_id, annotator_id, txid::text::bigint AS tx
       FROM edges
      WHERE project_id = :project_id
        AND txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -34,7 +34,7 @@ _PG_PAGE = sa.text(
 
 _SQLITE_PAGE = sa.text(
     """
-    SELECT id, src, dst, sign, weight, kind, retracts_id, 0 AS tx
+    SELECT id, src, dst, sign, weight, kind, retracts_id, annotator_id, 0 AS tx
       FROM edges
      WHERE project_id = :project_id AND id > :after_id
      ORDER BY id
@@ -53,7 +53,7 @@ def edge_page(db: Session, *, project_id: int, cursor: str, limit: int) -> tuple
     rows = rows[:limit]
     edges = [
         EdgeWire(id=r.id, src=r.src, dst=r.dst, sign=r.sign, weight=float(r.weight), kind=r.kind,
-                 retracts_id=r.retracts_id)
+                 retracts_id=r.retracts_id, annotator_id=r.annotator_id)
         for r in rows
     ]
     next_cursor = format_cursor(int(rows[-1].tx), int(rows[-1].id)) if rows else format_cursor(tx, after_id)

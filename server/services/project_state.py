@@ -21,8 +21,10 @@ from pal.wire import START_CURSOR, decode_npy
 from server import models
 from server.services.edges import edge_page
 from server.services.images import load_pixels
+from server.services.reliability import gold_tallies, reliability_weight
 
 FEATURE_SIZE = 16
+RELIABILITY_SECONDS = 30.0  # annotator weights move slowly; recomputing them on every claim is waste
 
 
 @dataclass
@@ -36,6 +38,7 @@ class ProjectState:
     embedding: np.ndarray | None = None
     pixel_features: np.ndarray | None = None
     refreshed_at: float = 0.0
+    weighed_at: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
     cache: dict[str, object] = field(default_factory=dict)
 
@@ -46,6 +49,7 @@ class ProjectState:
             self._refresh_items(db)
             self._catch_up_edges(db)
             self._refresh_embedding(db)
+            self._refresh_annotator_weights(db, force=force)
             self.refreshed_at = time.monotonic()
 
     def _refresh_items(self, db: Session) -> None:
@@ -65,11 +69,18 @@ class ProjectState:
                 if e.kind == "retract" and e.retracts_id is not None:
                     self.graph.retract(e.retracts_id)
                 else:
-                    self.graph.add_edge(e.id, e.src, e.dst, e.sign, e.weight)
+                    self.graph.add_edge(e.id, e.src, e.dst, e.sign, e.weight, e.annotator_id)
             self.edges_seen += len(edges)
             self.cursor = cursor
             if not has_more:
                 return
+
+    def _refresh_annotator_weights(self, db: Session, *, force: bool) -> None:
+        if not force and time.monotonic() - self.weighed_at < RELIABILITY_SECONDS:
+            return
+        for annotator, (right, total) in gold_tallies(db, project_id=self.project_id).items():
+            self.graph.set_annotator_weight(annotator, reliability_weight(right, total))
+        self.weighed_at = time.monotonic()
 
     def _refresh_embedding(self, db: Session) -> None:
         current = db.scalar(sa.select(models.Project.current_embedding_id).where(models.Project.id == self.project_id))

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from server import models
 from server.export import main as export_main
 from server.services.export import CLUSTER_COLUMNS, EDGE_COLUMNS, INDEX_COLUMNS
 from tests.conftest import LiveServer
-from tests.support import Actor, item_labels, make_project, make_user
+from tests.support import Actor, item_labels, make_project, make_user, wait_for_feed
 
 
 def answer_truthfully(client: httpx.Client, pid: int, labels: dict[int, str], n: int) -> int:
@@ -55,25 +54,6 @@ def label_embedding(labels: dict[int, str], dim: int = 8, seed: int = 0) -> tupl
     for row, i in enumerate(ids.tolist()):
         vectors[row, int(labels[i]) % dim] += 1.0
     return ids, vectors
-
-
-def wait_for_feed(client: httpx.Client, pid: int, n_edges: int, timeout: float = 20.0) -> None:
-    """Wait until the edge feed delivers ``n_edges``. The server's knowledge graph reads the same feed,
-    whose PostgreSQL watermark holds back edges while any older transaction in the cluster is still
-    open (another test run sharing the server, say); clusters are computed from what it delivered."""
-    deadline = time.monotonic() + timeout
-    while True:
-        seen, cursor = 0, "0:0"
-        while True:
-            page = client.get(f"/api/v1/projects/{pid}/edges", params={"cursor": cursor}).json()
-            seen += len(page["edges"])
-            cursor = page["next_cursor"]
-            if not page["has_more"]:
-                break
-        if seen >= n_edges or time.monotonic() > deadline:
-            assert seen >= n_edges, f"the edge feed delivered {seen} of {n_edges} edges"
-            return
-        time.sleep(0.2)
 
 
 def _csv(text: str) -> list[dict[str, str]]:

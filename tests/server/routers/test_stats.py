@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from server import models
 from tests.conftest import LiveServer
-from tests.support import Actor, make_project, make_user
+from tests.support import Actor, make_project, make_user, wait_for_feed
 
 
 def _claim(client: httpx.Client, pid: int) -> dict[str, Any]:
@@ -174,6 +174,7 @@ def test_clusters_list_largest_first_and_page_their_members(live_server: LiveSer
         _answer(client, other_task, other_task["candidates"])  # only "different": no new cluster
     members = sorted([big["reference"], *big["candidates"]])
     with live_server.client(admin.token) as client:
+        wait_for_feed(client, pid, 6)
         listed = client.get(f"/api/v1/projects/{pid}/clusters", params={"limit": 5}).json()
         first = listed["clusters"][0]
         pages = [client.get(f"/api/v1/projects/{pid}/clusters/{members[-1]}/items",
