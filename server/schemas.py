@@ -14,6 +14,20 @@ OracleName = Literal["random", "active", "uncertainty"]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        # Text the database or a hash cannot take (PostgreSQL refuses NUL; JSON may carry lone UTF-16
+        # surrogates, which no UTF-8 encoder accepts) is refused here, naming the field, not with a 500.
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("must not contain NUL (\\x00) characters")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError("must be valid Unicode (no unpaired surrogates)") from exc
+        return value
+
 
 class LoginRequest(Strict):
     email: str = Field(min_length=3, max_length=320)
@@ -219,6 +233,7 @@ class EdgeRecord(BaseModel):
     weight: float
     kind: str
     retracts_id: int | None
+    annotator_id: int | None = None
 
 
 class EdgePage(BaseModel):

@@ -164,7 +164,7 @@ def import_path(project_id: int, body: ImportFromPath, db: DbSession, user: Admi
     result = imports.ImportResult()
     try:
         if target.is_dir():
-            sources, skipped = imports.folder_sources(target)
+            sources, skipped = imports.folder_sources(target, confine_to=root)
             result.skipped.extend(skipped)
         elif target.suffix.lower() == ".npz":
             with np.load(target, allow_pickle=False) as npz:

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 
 from server import models
+from server.db import use_autocommit
 from server.deps import AnnotatorUser, DbSession, SettingsDep, get_project_for
 from server.schemas import AnswerCreate, AnswerPublic, ClaimResult, LeaseRenew, TaskPublic, UndoResult
 from server.services import answers as answer_service
@@ -33,8 +34,8 @@ def task_public(lease: task_service.Lease) -> TaskPublic:
 
 @router.post("/projects/{project_id}/tasks/claim", response_model=ClaimResult)
 def claim_task(project_id: int, db: DbSession, user: AnnotatorUser, settings: SettingsDep) -> ClaimResult:
-    project = get_project_for(db, user, project_id)
-    result = claim(db, project=project, user_id=user.id, settings=settings)
+    use_autocommit(db)  # PostgreSQL: each step of a claim is one statement (server/services/claims.py)
+    result = claim(db, user=user, project_id=project_id, settings=settings)
     if isinstance(result, str):
         return ClaimResult(task=None, reason=result, message=REASONS.get(result))  # type: ignore[arg-type]
     return ClaimResult(task=task_public(result))

@@ -22,7 +22,11 @@ def create_user(body: UserCreate, db: DbSession, _admin: AdminUser) -> models.Us
     user = models.User(email=body.email, name=body.name, role=body.role,
                        password_hash=hash_password(body.password) if body.password else None)
     db.add(user)
-    db.commit()
+    try:
+        db.commit()
+    except sa.exc.IntegrityError as exc:  # the same address in another letter case (SQLite's lower() is ASCII-only)
+        db.rollback()
+        raise ApiError(409, "email_taken", f"a user with e-mail {body.email} exists", field="email") from exc
     return user
 
 

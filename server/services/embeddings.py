@@ -10,6 +10,7 @@ from pal.wire import decode_npy, encode_npy
 from server import models
 from server.errors import ApiError
 from server.schemas import EmbeddingMeta
+from server.services import outbox
 from server.services.quality import evaluate_embedding
 
 MAX_DIM = 4096
@@ -78,5 +79,6 @@ def store_version(
     db.execute(
         sa.update(models.Project).where(models.Project.id == project.id).values(current_embedding_id=row.id)
     )
+    outbox.embedding_published(db, project_id=project.id, version=row)  # commits with the switch
     db.commit()
     return row

@@ -52,15 +52,21 @@ def _file_loader(path: Path) -> Loader:
     return lambda: decode_bytes(path.read_bytes())
 
 
-def folder_sources(root: Path) -> tuple[list[Source], list[dict[str, str]]]:
-    """Images under ``root``; a file inside a first-level subfolder gets that folder's name as label."""
+def folder_sources(root: Path, *, confine_to: Path | None = None) -> tuple[list[Source], list[dict[str, str]]]:
+    """Images under ``root``; a file inside a first-level subfolder gets that folder's name as label.
+    With ``confine_to`` (imports over the API), a file whose real path, symbolic links followed, is
+    outside that folder is skipped: a link must not carry an import out of the import root."""
     if not root.is_dir():
         raise ImportFormatError(f"{root} is not a folder")
+    limit = confine_to.resolve() if confine_to is not None else None
     sources: list[Source] = []
     skipped: list[dict[str, str]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root)
         if rel.name.startswith("."):
+            continue
+        if limit is not None and not path.resolve().is_relative_to(limit):
+            skipped.append({"source": str(rel), "reason": "links outside the import folder"})
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append({"source": str(rel), "reason": f"not an image file (suffix {path.suffix or 'none'})"})

@@ -1,0 +1,35 @@
+"""``pal bench NAME ...``: a small dispatcher; each benchmark module exposes ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line description); add a benchmark with one line here.
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "label-efficiency": ("bench.label_efficiency", "one run: label quality after T human answers"),
+    "label-efficiency-suite": ("bench.label_efficiency_suite", "every strategy, T, error rate and seed; "
+                                                                "writes bench/label_efficiency.{json,md,png}"),
+    "annotator-latency": ("bench.annotator_latency", "Enter to next grid painted, in Chromium, prefetch on vs off"),
+    "load": ("bench.load", "answers/s under an open-model load vs a one-INSERT endpoint; writes bench/load.{json,md}"),
+    "faults": ("bench.faults", "kill workers and the feed consumer, restart PostgreSQL, under load; then audit"),
+}
+
+
+def usage() -> str:
+    width = max(len(n) for n in BENCHMARKS)
+    lines = ["usage: pal bench NAME [options]   (pal bench NAME --help)", "", "benchmarks:"]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in BENCHMARKS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHMARKS:
+        print(f"pal bench: unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(BENCHMARKS[name][0])
+    return int(module.main(rest) or 0)

@@ -1,0 +1,456 @@
+"""The label-efficiency suite: every strategy, answer budget, error rate and seed, in one command.
+
+    pal bench label-efficiency-suite                       # full: $PAL_BENCH_DATA (Fashion-MNIST), ~2 h
+    pal bench label-efficiency-suite --preset quick        # shipped demo data, a few minutes
+    python -m bench.label_efficiency_suite ...             # the same
+
+Each run is one :func:`bench.label_efficiency.run` (fresh database, real server, simulated
+annotators, the trainer) on a *schedule*: the answers are given in rounds ending at each budget of
+the preset (e.g. 100, 300, 1000, 3000) with the same number of training steps per round for every
+strategy, so the point at T of every curve comes after the same compute. One run per (strategy,
+error rate, seed) therefore gives that strategy's whole curve.
+
+Writes ``label_efficiency.json`` (every run's summary and curve, the aggregates), ``.md`` (tables,
+headline, verdicts) and ``.png`` (accuracy vs answers, mean and spread over seeds) to
+``--out-dir`` (full preset: ``bench/``; quick: ``var/label_efficiency_quick/``). Finished runs are
+kept in ``var/label_efficiency_runs/<preset>/`` and reused when the suite is started again with the
+same settings and code (the oracle, graph, trainer and export modules, by hash), so an interrupted
+suite resumes (``--fresh`` re-runs everything; ``--keep-stored`` reuses runs of older code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.label_efficiency import RunConfig, code_fingerprint, machine, run, stop_on_sigterm
+from bench.lineplot import PALETTE, Panel, Series, render
+
+log = logging.getLogger("bench.label_efficiency_suite")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
+METRICS = ("label_accuracy", "knn_accuracy", "cluster_accuracy")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One line of the results: a strategy with an error rate and a query design."""
+
+    strategy: str
+    error_rate: float = 0.0
+    redundancy: int = 1
+    gold_rate: float = 0.0
+    last: int | None = None  # stop at this many answers (the preset's schedule cut short); None: all of it
+
+    def schedule(self, preset: Preset) -> tuple[int, ...]:
+        return tuple(t for t in preset.schedule if self.last is None or t <= self.last)
+
+    @property
+    def key(self) -> str:
+        k = f"{self.strategy}-e{self.error_rate:g}"
+        if self.redundancy != 1 or self.gold_rate:
+            k += f"-r{self.redundancy}-g{self.gold_rate:g}"
+        return k
+
+    @property
+    def title(self) -> str:
+        t = f"{self.strategy}, error {self.error_rate:g}"
+        if self.redundancy != 1 or self.gold_rate:
+            t += f", redundancy {self.redundancy}, gold {self.gold_rate:g}"
+        return t
+
+
+@dataclass(frozen=True)
+class Preset:
+    schedule: tuple[int, ...]
+    seeds: tuple[int, ...]
+    train_steps: int
+    warmup_steps: int
+    max_train_items: int
+    max_test_items: int
+    cells: tuple[Cell, ...]
+    out_dir: Path
+
+
+MAIN_ERRORS = (0.0, 0.1)
+MAIN = ("random", "active", "supervised-images", "supervised-screens")
+# On 2 shared cores the whole grid to 3,000 answers takes too long: error 0 runs go to 3,000 answers,
+# the error 0.1 and noise runs stop at 1,000 (their points up to 1,000 are the same runs' points).
+FULL = Preset(
+    schedule=(100, 300, 1000, 3000), seeds=(0, 1, 2), train_steps=750, warmup_steps=150,
+    max_train_items=10_000, max_test_items=2_000,
+    cells=(
+        Cell("ssl"),
+        *(Cell(s, 0.0) for s in MAIN),
+        *(Cell(s, 0.1, last=1000) for s in MAIN),
+        Cell("active", 0.2, last=1000), Cell("active", 0.2, redundancy=3, gold_rate=0.1, last=1000),
+    ),
+    out_dir=ROOT / "bench",
+)
+QUICK = Preset(
+    schedule=(100, 300), seeds=(0, 1), train_steps=300, warmup_steps=100, max_train_items=2_500,
+    max_test_items=500,
+    cells=(Cell("ssl"), Cell("random"), Cell("active"), Cell("supervised-images"), Cell("supervised-screens")),
+    out_dir=ROOT / "var" / "label_efficiency_quick",
+)
+PRESETS = {"full": FULL, "quick": QUICK}
+
+
+def run_config(preset: Preset, cell: Cell, seed: int, data: Path, database_url: str | None) -> RunConfig:
+    schedule = cell.schedule(preset)
+    return RunConfig(
+        data=data, tasks=schedule[-1], oracle=cell.strategy, seed=seed, error_rate=cell.error_rate,
+        redundancy=cell.redundancy, gold_rate=cell.gold_rate, annotators=max(4, cell.redundancy),
+        schedule=schedule, train_steps=preset.train_steps, warmup_steps=preset.warmup_steps,
+        max_train_items=preset.max_train_items, max_test_items=preset.max_test_items, database_url=database_url,
+    )
+
+
+def _comparable(config: RunConfig) -> dict[str, Any]:
+    d = asdict(config)
+    for k in ("out", "workdir", "keep_workdir", "database_url"):
+        d.pop(k, None)
+    d["data"] = str(d["data"])
+    d["schedule"] = list(d["schedule"]) if d["schedule"] is not None else None
+    return d
+
+
+def _groups(cells: list[Cell]) -> list[list[Cell]]:
+    """Consecutive cells with the same (noise, priority) key: all seeds of a group run before the next."""
+    groups: list[list[Cell]] = []
+    key = None
+    for c in cells:
+        k = (c.error_rate > max(MAIN_ERRORS), c.strategy in ("active", "random"), c.error_rate)
+        if k != key:
+            groups.append([])
+            key = k
+        groups[-1].append(c)
+    return groups
+
+
+def run_all(preset: Preset, data: Path, runs_dir: Path, *, fresh: bool, database_url: str | None,
+            keep_stored: bool = False) -> list[dict[str, Any]]:
+    """Every (cell, seed) run, reusing a stored result whose settings and code are the same (with
+    ``keep_stored``: whatever code it was measured with)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    code = code_fingerprint()
+    results = []
+    # Strategy comparisons first (every seed), then the baselines, then the noise figure: a suite
+    # stopped early has the most important numbers complete.
+    order = {"active": 0, "random": 0, "supervised-images": 1, "supervised-screens": 1, "ssl": 2}
+    cells = sorted(preset.cells, key=lambda c: (c.error_rate > max(MAIN_ERRORS), order.get(c.strategy, 3),
+                                                c.error_rate))
+    jobs = [(cell, seed) for group in _groups(cells) for seed in preset.seeds for cell in group]
+    for n, (cell, seed) in enumerate(jobs, 1):
+        config = run_config(preset, cell, seed, data, database_url)
+        path = runs_dir / f"{cell.key}-s{seed}.json"
+        if not fresh and path.exists():
+            stored = json.loads(path.read_text())
+            same_code = keep_stored or stored.get("code") == code
+            if stored.get("suite_config") == _comparable(config) and same_code:
+                log.info("[%d/%d] %s seed %d: stored result reused", n, len(jobs), cell.title, seed)
+                results.append(stored)
+                continue
+        log.info("[%d/%d] %s seed %d (load average %.2f)", n, len(jobs), cell.title, seed, os.getloadavg()[0])
+        result = run(config)
+        result["cell"] = asdict(cell)
+        result["seed"] = seed
+        result["suite_config"] = _comparable(config)
+        path.write_text(json.dumps(result, indent=1))
+        log.info("[%d/%d] done in %.0f s: label accuracy %.3f at %d answers", n, len(jobs), result["wall_s"],
+                 result["label_accuracy"], result["tasks"])
+        results.append(result)
+    return results
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else 0.0,
+            "min": float(arr.min()), "max": float(arr.max()), "n": len(arr)}
+
+
+def aggregate(preset: Preset, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{cell key: {"cell", "points": {T: {metric: stats}}, "warmup": {...}}}``."""
+    out: dict[str, Any] = {}
+    for cell in preset.cells:
+        runs = [r for r in results if r["cell"] == asdict(cell)]
+        if not runs:
+            continue
+        points: dict[str, Any] = {}
+        for i, t in enumerate(cell.schedule(preset)):
+            rows = [r["curve"][i + 1] for r in runs]  # point 0 is the warm-up, point i + 1 ends round i
+            points[str(t)] = {m: _stats([p[m] for p in rows]) for m in
+                              (*METRICS, "edges_pos", "edges_neg", "tasks", "labels_given", "clusters")}
+        out[cell.key] = {"cell": asdict(cell), "title": cell.title, "seeds": [r["seed"] for r in runs],
+                         "points": points, "wall_s": _stats([r["wall_s"] for r in runs]),
+                         "warmup": {m: _stats([r["curve"][0][m] for r in runs]) for m in METRICS}}
+    return out
+
+
+def _mean(agg: dict[str, Any], key: str, t: int, metric: str = "label_accuracy") -> float | None:
+    cell = agg.get(key)
+    if cell is None or str(t) not in cell["points"]:
+        return None
+    return float(cell["points"][str(t)][metric]["mean"])
+
+
+def active_vs_random(preset: Preset, agg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Does ``active`` beat ``random`` on label accuracy by more than the seed spread?"""
+    rows = []
+    for e in MAIN_ERRORS:
+        for t in preset.schedule:
+            a, r = agg.get(f"active-e{e:g}"), agg.get(f"random-e{e:g}")
+            if a is None or r is None or str(t) not in a["points"] or str(t) not in r["points"]:
+                continue
+            sa, sr = a["points"][str(t)]["label_accuracy"], r["points"][str(t)]["label_accuracy"]
+            spread = max(sa["std"], sr["std"])
+            gap = sa["mean"] - sr["mean"]
+            rows.append({"error_rate": e, "answers": t, "active": sa["mean"], "active_std": sa["std"],
+                         "random": sr["mean"], "random_std": sr["std"], "gap": gap, "spread": spread,
+                         "separated": sa["min"] > sr["max"], "beats": gap > spread})
+    return rows
+
+
+def answers_to_reach(preset: Preset, agg: dict[str, Any], key: str, target: float) -> float | None:
+    """Answers at which the mean label-accuracy curve of ``key`` first reaches ``target``, by linear
+    interpolation in log(answers) between schedule points (None: not reached in the schedule)."""
+    xs = [t for t in preset.schedule if str(t) in agg[key]["points"]]
+    ys = [float(agg[key]["points"][str(t)]["label_accuracy"]["mean"]) for t in xs]
+    if ys[0] >= target:
+        return float(xs[0])  # reached at the first point already: an upper bound
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:], strict=False):
+        if y1 >= target:
+            f = (target - y0) / (y1 - y0)
+            return float(math.exp(math.log(x0) + f * (math.log(x1) - math.log(x0))))
+    return None
+
+
+def headline(preset: Preset, agg: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each budget T (error 0): PAL (``active``) after T answers, T labels (one per screen),
+    T x (n + 1) labels (every image the T screens show), and the answers PAL needs to reach the
+    label accuracy of the latter."""
+    rows: list[dict[str, Any]] = []
+    if "supervised-images-e0" not in agg or "active-e0" not in agg:
+        return rows
+    for t in preset.schedule:
+        if str(t) not in agg["supervised-images-e0"]["points"]:
+            continue
+        images = agg["supervised-images-e0"]["points"][str(t)]
+        target = float(images["label_accuracy"]["mean"])
+        need = answers_to_reach(preset, agg, "active-e0", target)
+        labels = float(images["labels_given"]["mean"])
+        rows.append({"answers": t, "pal": _mean(agg, "active-e0", t),
+                     "screens_labels": _mean(agg, "supervised-screens-e0", t),
+                     "images_labels": labels, "images_label_accuracy": target,
+                     "pal_answers_needed": need, "answer_ratio": labels / need if need else None})
+    return rows
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+COLORS = {"ssl": PALETTE["grey"], "random": PALETTE["orange"], "active": PALETTE["blue"],
+          "supervised-images": PALETTE["green"], "supervised-screens": PALETTE["purple"]}
+
+
+def plot(preset: Preset, agg: dict[str, Any], path: Path, title: str) -> None:
+    panels = []
+    for metric, name in (("label_accuracy", "label accuracy (exported clusters, train pool)"),
+                         ("knn_accuracy", "kNN accuracy (k = 20, test set)")):
+        panel = Panel(title=name, xlabel="human answers T (supervised: T x 9 or T labels)", ylabel="",
+                      y_range=(0.0, 1.0) if metric == "label_accuracy" else None)
+        for cell in agg.values():
+            c = cell["cell"]
+            if c["redundancy"] != 1 or c["gold_rate"] or c["error_rate"] not in MAIN_ERRORS:
+                continue
+            if metric == "label_accuracy" and c["strategy"] == "ssl":
+                continue  # no answers, no clusters: nothing to export
+            xs = [t for t in preset.schedule if str(t) in cell["points"]]
+            pts = [cell["points"][str(t)][metric] for t in xs]
+            panel.series.append(Series(
+                label=f"{c['strategy']}" + (f", error {c['error_rate']:g}" if c["error_rate"] else ""),
+                x=xs, y=[p["mean"] for p in pts], spread=[p["std"] for p in pts],
+                color=COLORS.get(c["strategy"], PALETTE["brown"]), dashed=bool(c["error_rate"]),
+            ))
+        panels.append(panel)
+    render(panels, path, title=title)
+
+
+def _fmt(stats: dict[str, float] | None) -> str:
+    return "—" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def _at(cell: dict[str, Any], t: int, metric: str) -> dict[str, float] | None:
+    point = cell["points"].get(str(t))
+    return None if point is None else dict(point[metric])
+
+
+def _load_range(doc: dict[str, Any]) -> str:
+    loads = [r["machine"]["load_average"][0] for r in doc["runs"] if r.get("machine")]
+    return f"{min(loads):.1f} to {max(loads):.1f}" if loads else "unknown"
+
+
+def _graph_size(cell: dict[str, Any], t: int) -> str:
+    p = cell["points"].get(str(t))
+    if p is None:
+        return "—"
+    return f"{p['edges_pos']['mean']:.0f} / {p['edges_neg']['mean']:.0f}, {p['clusters']['mean']:.0f}"
+
+
+def _noise_entry(cell: dict[str, Any], t: int) -> str:
+    p = cell["points"].get(str(t))
+    return "—" if p is None else f"{_fmt(p['label_accuracy'])} ({p['tasks']['mean']:.0f} tasks)"
+
+
+def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name: str) -> str:
+    m = doc["machine"]
+    ts = preset.schedule
+    lines = [
+        "# Label efficiency",
+        "",
+        f"Data: `{doc['data']}`, a fixed subset of {preset.max_train_items} training and {preset.max_test_items} "
+        f"test images (stratified, seed 0). Machine: {m['cpu']}, {m['cores']} cores shared with other work "
+        f"(1-minute load average at the end of each run: {_load_range(doc)}). Seeds: {list(preset.seeds)}; "
+        f"mean ± standard deviation over seeds. Compute: {doc['runs_wall_s'] / 60:.0f} min of run time in all "
+        f"({len(doc['runs'])} runs, run one after the other).",
+        "",
+        f"Every run: fresh database (SQLite), real server, {preset.warmup_steps} SSL warm-up steps, then rounds "
+        f"ending at {', '.join(map(str, ts))} human answers, each followed by "
+        f"{(preset.train_steps - preset.warmup_steps) // len(ts)} training steps (MLP on pixels, VICReg graph "
+        "loss, batch 256): at every T all strategies have had the same compute. Grids of 8 candidates; "
+        "simulated annotators over HTTP; labels are the project's exported cluster labels.",
+        "",
+        f"![label accuracy vs answers]({png_name})",
+        "",
+        "## Label accuracy (exported cluster labels on the training pool, Hungarian, at most C clusters)",
+        "",
+        "| strategy | " + " | ".join(f"T = {t}" for t in ts) + " |",
+        "|---|" + "---|" * len(ts),
+    ]
+    for cell in agg.values():
+        if cell["cell"]["strategy"] == "ssl":
+            continue
+        lines.append(f"| {cell['title']} | " + " | ".join(_fmt(_at(cell, t, "label_accuracy")) for t in ts) + " |")
+    for metric, name in (("knn_accuracy", "kNN accuracy (k = 20, cosine, test set, train labels)"),
+                         ("cluster_accuracy", "Cluster accuracy (k-means, k = classes, test set)")):
+        lines += ["", f"## {name}", "", "| strategy | warm-up | " + " | ".join(f"T = {t}" for t in ts) + " |",
+                  "|---|---|" + "---|" * len(ts)]
+        for cell in agg.values():
+            lines.append(f"| {cell['title']} | {_fmt(cell['warmup'][metric])} | "
+                         + " | ".join(_fmt(_at(cell, t, metric)) for t in ts) + " |")
+    lines += ["", "## Graph size", "", "| strategy | " + " | ".join(f"T = {t}: + / − edges, clusters" for t in ts)
+              + " |", "|---|" + "---|" * len(ts)]
+    for cell in agg.values():
+        if cell["cell"]["strategy"] == "ssl":
+            continue
+        lines.append(f"| {cell['title']} | " + " | ".join(_graph_size(cell, t) for t in ts) + " |")
+    rows = doc["active_vs_random"]
+    if rows:
+        lines += ["", "## Active vs random (label accuracy, equal answers)", "",
+                  "| error | T | active | random | gap | spread (max std) | gap > spread |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['error_rate']:g} | {r['answers']} | {r['active']:.3f} | {r['random']:.3f} | "
+                         f"{r['gap']:+.3f} | {r['spread']:.3f} | {'yes' if r['beats'] else 'NO'} |")
+    if doc["headline"]:
+        lines += ["", "## PAL vs labelling (error 0)", "",
+                  "| T | PAL (active), T answers | T labels (one per screen) | labels of all the images T screens "
+                  "show | their accuracy | PAL answers to reach it | labels per PAL answer |",
+                  "|---|---|---|---|---|---|---|"]
+        for h in doc["headline"]:
+            need = f"more than {ts[-1]}" if h["pal_answers_needed"] is None else f"{h['pal_answers_needed']:.0f}"
+            ratio = "—" if h["answer_ratio"] is None else f"{h['answer_ratio']:.1f}"
+            screens = "—" if h["screens_labels"] is None else f"{h['screens_labels']:.3f}"
+            lines.append(f"| {h['answers']} | {h['pal']:.3f} | {screens} | {h['images_labels']:.0f} | "
+                         f"{h['images_label_accuracy']:.3f} | {need} | {ratio} |")
+        lines += ["", "Labels of a labelled image count as known (correct unless the labeller erred); the pool has "
+                  f"{preset.max_train_items} images, so T x 9 labels stop growing there. PAL answers to reach an "
+                  "accuracy are interpolated in log(T) between measured budgets."]
+    noisy = [k for k in agg if agg[k]["cell"]["error_rate"] > max(MAIN_ERRORS)]
+    if noisy and "active-e0" in agg:
+        lines += ["", "## Noise", "", "| strategy | " + " | ".join(f"T = {t}" for t in ts) + " |",
+                  "|---|" + "---|" * len(ts)]
+        for key in ("active-e0", *noisy):
+            cell = agg[key]
+            lines.append(f"| {cell['title']} | " + " | ".join(_noise_entry(cell, t) for t in ts) + " |")
+        lines += ["", "T counts answers; with redundancy 3 each task is answered three times, so T answers are "
+                  "T / 3 tasks. Gold controls are recorded per annotator; the graph resolves each pair by "
+                  "the majority of its votes."]
+    codes = sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
+    lines += ["", "Code measured (hashes of the oracle, graph, trainer and export modules): "
+              + "; ".join(f"`{c}`" for c in codes), "", "Reproduce: `" + doc["command"] + "`", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pal bench label-efficiency-suite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="full: default $PAL_BENCH_DATA; quick: default the shipped demo data")
+    parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL server for the runs (default: SQLite)")
+    parser.add_argument("--fresh", action="store_true", help="re-run every run, ignoring stored results")
+    parser.add_argument("--keep-stored", action="store_true",
+                        help="reuse stored runs even if the oracle, graph, trainer or export code changed since")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where finished runs are kept (default: var/label_efficiency_runs/PRESET)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "alembic", "trainer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stop_on_sigterm()
+    preset = PRESETS[args.preset]
+    if args.seeds is not None:
+        preset = replace(preset, seeds=tuple(range(args.seeds)))
+    data = args.data
+    if data is None:
+        env = os.environ.get("PAL_BENCH_DATA")
+        data = Path(env) if env else (DEMO if args.preset == "quick" else None)
+    if data is None or not data.exists():
+        missing = "set PAL_BENCH_DATA or pass --data" if data is None else f"{data} not found"
+        print(f"label-efficiency suite skipped: no data ({missing})", file=sys.stderr)
+        return 0
+    out_dir = args.out_dir or preset.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    info = machine()
+    runs_dir = args.runs_dir or ROOT / "var" / "label_efficiency_runs" / args.preset
+    results = run_all(preset, data, runs_dir, fresh=args.fresh, database_url=args.database_url,
+                      keep_stored=args.keep_stored)
+    agg = aggregate(preset, results)
+    command = ("pal bench label-efficiency-suite --preset quick" if args.preset == "quick"
+               else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz pal bench label-efficiency-suite")
+    doc = {
+        "preset": args.preset, "data": str(data), "machine": info, "command": command,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "runs_wall_s": round(sum(float(r["wall_s"]) for r in results), 1),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(preset).items() if k != "cells"},
+        "aggregate": agg, "active_vs_random": active_vs_random(preset, agg), "headline": headline(preset, agg),
+        "runs": [{k: v for k, v in r.items() if k not in ("config", "suite_config")} for r in results],
+    }
+    (out_dir / "label_efficiency.json").write_text(json.dumps(doc, indent=1))
+    plot(preset, agg, out_dir / "label_efficiency.png",
+         f"PAL label efficiency on {data.name} ({len(preset.seeds)} seeds, mean ± std)")
+    (out_dir / "label_efficiency.md").write_text(markdown(preset, agg, doc, "label_efficiency.png"))
+    print((out_dir / "label_efficiency.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

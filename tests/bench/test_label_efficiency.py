@@ -1,0 +1,63 @@
+"""The label-efficiency benchmark, end to end on the shipped demo data (tiny settings)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import cli
+from bench.label_efficiency import load_dataset, split_test_mask
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
+REQUIRED = {"oracle", "tasks", "edges_pos", "edges_neg", "knn_accuracy", "cluster_accuracy", "label_accuracy",
+            "wall_s", "curve"}
+
+
+def test_label_efficiency_tiny_run_writes_every_required_key(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    code = cli.main(["label-efficiency", "--data", str(DEMO), "--tasks", "24", "--oracle", "active", "--seed", "0",
+                     "--out", str(out), "--train-steps", "30", "--warmup-steps", "10", "--rounds", "2",
+                     "--max-train-items", "600", "--max-test-items", "200", "--annotators", "2"])
+    result = json.loads(out.read_text())
+    assert code == 0
+    assert result.keys() >= REQUIRED
+    assert result["oracle"] == "active" and result["tasks"] == 24
+    assert result["edges_pos"] + result["edges_neg"] == 24 * 8
+    assert [p["answers"] for p in result["curve"]] == [0, 12, 24]
+    assert 0.0 <= result["label_accuracy"] <= 1.0 and result["labels_from"]
+
+
+def test_label_efficiency_supervised_images_labels_n_plus_one_per_screen(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    code = cli.main(["label-efficiency", "--data", str(DEMO), "--tasks", "10", "--oracle", "supervised-images",
+                     "--out", str(out), "--train-steps", "20", "--warmup-steps", "10", "--rounds", "1",
+                     "--max-train-items", "600", "--max-test-items", "200"])
+    result = json.loads(out.read_text())
+    assert code == 0
+    assert result["labels_given"] == 90
+    # Spanning form of the label graph: one + edge per labelled image but the first of its class.
+    assert result["edges_pos"] == 90 - result["clusters"]
+
+
+def test_test_mask_without_split_takes_last_thousand_per_class() -> None:
+    labels = np.repeat([0, 1], 3000)
+    mask = split_test_mask(labels, None)
+    assert mask.sum() == 2000
+    assert mask[2000:3000].all() and mask[5000:].all() and not mask[:2000].any()
+
+
+def test_load_dataset_subset_is_stratified_and_fixed() -> None:
+    a = load_dataset(DEMO, max_train=500, max_test=100, subset_seed=0)
+    b = load_dataset(DEMO, max_train=500, max_test=100, subset_seed=0)
+    assert np.array_equal(a.source_rows, b.source_rows)
+    assert (~a.is_test).sum() == 500 and a.is_test.sum() == 100
+    assert set(np.bincount(a.labels[~a.is_test]).tolist()) == {50}
+
+
+def test_bench_cli_rejects_an_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["no-such-benchmark"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
