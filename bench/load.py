@@ -314,6 +314,17 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"oracle `{result['config']['oracle']}`; {result['config']['items']} items, redundancy 2, 8 candidates; "
         f"edge feed consumed by {result['config']['consumer']}. Client, server and PostgreSQL share the machine.",
         "",
+        "Method: open model (arrivals at a constant rate whatever the latency; a step is kept only if the "
+        "acknowledgements keep up). Each arrival is an annotator episode: claim, think 0.5-1.5 s, answer; 5% of "
+        "answers sent twice with the same idempotency key (half at once, half after the first reply), 5% of claims "
+        "abandoned (leases of 10 s), 5% \"can't tell\". Clients retry on 503 and connection errors. The simulated "
+        "annotators use `bench/http.py`, a lean keep-alive HTTP/1.1 client: httpx's AsyncClient spent 2-4 ms of "
+        "client CPU per request on this machine (`--client httpx` to compare), which would have measured the "
+        "client. The trainer is stood in for by `bench.poller` (it polls the edge feed every 0.5 s and logs what "
+        "it consumed, which `pal audit` checks): the real trainer would spend these 2 cores on PyTorch. The "
+        "oracle is `random`: this benchmark is about the request path; the active oracle's selection cost has its "
+        "own benchmark (bench/oracle_speed.md).",
+        "",
         "| figure | value |",
         "|---|---|",
         f"| answers/s sustained ({s.get('duration_s')} s at {s.get('offered_per_s')} episodes/s) "

@@ -14,8 +14,9 @@ isolate what the oracle's choice of grids is worth.
 
 Strategies: the server's oracles by name (``random``, ``active``, ``uncertainty``); ``discovery``:
 :class:`DiscoveryFirst`, a prototype that adds an explicit class-discovery phase in front of
-``active``; and any of them with ``+confirm``: :class:`ConfirmMerges`, a prototype that checks every
-merge of two known clusters with one grid across them (see the docstrings).
+``active``; and any of them with ``+confirm`` (:class:`ConfirmMerges`: check every merge of two
+known clusters with one grid across them) and/or ``+core`` (:class:`CoreReference`: never show a
+member with a single positive vote as the reference). See the docstrings.
 """
 
 from __future__ import annotations
@@ -185,11 +186,56 @@ class ConfirmMerges:
         return None
 
 
+class CoreReference:
+    """Prototype: never show a probationary member of a cluster as the reference.
+
+    Under noise most wrong members come from one false "same" click on an item asked once: it
+    joins the cluster with a single positive vote and nothing ever contradicts it. If it later
+    becomes the reference of that cluster's grids, annotators truthfully match *its* kind, and a
+    whole other class is absorbed (errors propagate through the reference). This wrapper keeps the
+    base oracle's grid but, when its reference has fewer than ``min_positive`` positive neighbours,
+    swaps in the cluster member with the most positive neighbours among those most similar to the
+    candidates. The question is the same ("same kind as this cluster?"), since a candidate's known
+    relation to any member of the cluster is the same."""
+
+    def __init__(self, base: Oracle, min_positive: int = 2, pool: int = 64) -> None:
+        self.base, self.min_positive, self.pool = base, min_positive, pool
+        self.name = f"{getattr(base, 'name', 'oracle')}+core"
+
+    def select(self, ctx: OracleContext) -> TaskSpec:
+        spec = self.base.select(ctx)
+        graph = ctx.graph
+        with graph.lock:
+            if graph.component_size(spec.reference) < 2 or self._positives(graph, spec.reference) >= self.min_positive:
+                return spec
+            members = np.asarray(graph.members(spec.reference), dtype=np.int64)
+            if ctx.embedding is not None and len(members) > self.pool:
+                emb = ctx.embedding
+                rows = np.searchsorted(ctx.item_ids, members)
+                cand_rows = np.searchsorted(ctx.item_ids, np.asarray(spec.candidates, dtype=np.int64))
+                centre = emb[cand_rows].mean(axis=0)
+                members = members[np.argsort(-(emb[rows] @ centre), kind="stable")[: self.pool]]
+            best = max(members.tolist(), key=lambda m: (self._positives(graph, m), -m))
+            if self._positives(graph, best) < self.min_positive or best in spec.candidates:
+                return spec
+            return TaskSpec(reference=int(best), candidates=spec.candidates, gold=spec.gold)
+
+    @staticmethod
+    def _positives(graph: KnowledgeGraph, item: int) -> int:
+        return sum(1 for v in graph.neighbours(item).values() if v > 0)
+
+
 def make_oracle(name: str) -> Oracle:
-    confirm = name.endswith("+confirm")
-    base_name = name.removesuffix("+confirm")
-    base: Oracle = DiscoveryFirst() if base_name == "discovery" else get_oracle(base_name)
-    return ConfirmMerges(base) if confirm else base
+    parts = name.split("+")
+    oracle: Oracle = DiscoveryFirst() if parts[0] == "discovery" else get_oracle(parts[0])
+    for extra in parts[1:]:
+        if extra == "confirm":
+            oracle = ConfirmMerges(oracle)
+        elif extra == "core":
+            oracle = CoreReference(oracle)
+        else:
+            raise SystemExit(f"unknown strategy modifier +{extra}; use +confirm or +core")
+    return oracle
 
 
 def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarray, budgets: list[int],

@@ -122,7 +122,7 @@ _PROJECT_AND_SLOT = sa.text(
     ), pick AS (
         SELECT a.id FROM assignments a, project
          WHERE a.project_id = project.id AND NOT project.paused
-           AND a.id IN ({CLAIMABLE})
+           AND a.id IN ({CLAIMABLE_IDS})
            AND (a.status = 'open' OR (a.status = 'leased' AND a.lease_expires_at < :now))
            AND NOT EXISTS (SELECT 1 FROM assignments b
                             WHERE b.task_id = a.task_id AND b.annotator_id = :user_id AND b.id <> a.id)
@@ -140,7 +140,7 @@ _PROJECT_AND_SLOT = sa.text(
            leased.lease_expires_at AS slot_expires, t.reference_id AS slot_reference,
            t.candidate_ids AS slot_candidates
       FROM project LEFT JOIN leased ON true LEFT JOIN tasks t ON t.id = leased.task_id
-    """.replace("{CLAIMABLE}", CLAIMABLE_IDS)
+    """
 )
 
 _ISSUE_TASK = sa.text(
