@@ -38,6 +38,7 @@ from bench.loadgen import (
     Workload,
     annotator_arrival,
     insert_arrival,
+    keeps_up,
     run_open,
     summarise,
     sustainable,
@@ -163,20 +164,27 @@ class Bench:
               f"503 {summary['rate_503']:.4f} load {summary['load_average'][0]} -> {why}", flush=True)
         return summary
 
-    async def step(self, kind: str, rates: list[float], duration: float) -> tuple[float, list[dict[str, Any]]]:
-        """Raise the rate until a step fails twice in a row (a neighbour's burst may spoil one try)."""
-        best, steps = 0.0, []
+    async def step(self, kind: str, rates: list[float], duration: float) -> tuple[float, float, list[dict[str, Any]]]:
+        """Raise the rate while the acknowledgements keep up. At each rate, up to three tries for the
+        p99 bound (on a shared machine a neighbour's burst can spoil a try; every try is reported).
+        Returns (highest rate that met every bound, highest rate whose acks kept up, the steps)."""
+        best_p99, best_capacity, steps = 0.0, 0.0, []
         for rate in rates:
-            summary = await self.phase(kind, rate, duration)
-            steps.append(summary)
-            if not summary["sustainable"]:
+            kept_up = False
+            for attempt in range(3):
                 summary = await self.phase(kind, rate, duration)
-                summary["retry"] = True
+                summary["attempt"] = attempt + 1
                 steps.append(summary)
-                if not summary["sustainable"]:
+                kept_up = kept_up or keeps_up(summary)
+                if summary["sustainable"]:
+                    best_p99 = rate
                     break
-            best = rate
-        return best, steps
+                if not keeps_up(summary):
+                    break  # saturated: a retry will not change that
+            if not kept_up:
+                break
+            best_capacity = rate
+        return best_p99, best_capacity, steps
 
     async def budget_phase(self, rate: float) -> dict[str, Any]:
         """Leave only a few seconds' worth of budget and run on until claims say it is spent."""
@@ -254,27 +262,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await bench.phase("insert", 100, 3)
             print("one-INSERT limit", flush=True)
             insert_rates = [float(r) for r in args.insert_rates]
-            best_insert, insert_steps = await bench.step("insert", insert_rates, args.step_seconds)
+            best_insert, insert_capacity, insert_steps = await bench.step("insert", insert_rates, args.step_seconds)
             print("answers", flush=True)
             answer_rates = [float(r) for r in args.answer_rates]
-            best_answer, answer_steps = await bench.step("answers", answer_rates, args.step_seconds)
+            best_answer, answer_capacity, answer_steps = await bench.step("answers", answer_rates, args.step_seconds)
             sustained = None
-            if best_answer:
-                print(f"sustained at {best_answer}/s", flush=True)
-                sustained = await bench.phase("answers", best_answer, args.sustain)
+            hold = best_answer or answer_capacity
+            if hold:
+                print(f"sustained at {hold}/s", flush=True)
+                sustained = await bench.phase("answers", hold, args.sustain)
             print("nearly exhausted budget", flush=True)
-            budget = await bench.budget_phase(best_answer or answer_rates[0])
+            budget = await bench.budget_phase(hold or answer_rates[0])
         finally:
             await work.close()
         result.update(
             insert_steps=insert_steps, answer_steps=answer_steps, sustained=sustained, budget_phase=budget,
-            max_insert_per_s=best_insert, max_answer_arrivals_per_s=best_answer,
+            max_insert_per_s_p99_ok=best_insert, max_answer_arrivals_per_s_p99_ok=best_answer,
         )
-        answers_per_s = sustained["acked_per_s"] if sustained else 0.0
-        result["answers_per_s_sustained"] = answers_per_s
-        result["insert_limit_per_s"] = max((s["acked_per_s"] for s in insert_steps if s["sustainable"]),
-                                           default=0.0)
-        result["ratio_to_insert_limit"] = round(answers_per_s / max(result["insert_limit_per_s"], 1e-9), 3)
+
+        def acked_at(steps: list[dict[str, Any]], ok: Any) -> float:
+            return max((st["acked_per_s"] for st in steps if ok(st)), default=0.0)
+
+        result["answers_per_s_sustained"] = sustained["acked_per_s"] if sustained else 0.0
+        result["sustained_met_p99"] = bool(sustained and sustained["sustainable"])
+        result["insert_limit_per_s"] = acked_at(insert_steps, lambda st: st["sustainable"])
+        result["answer_limit_per_s"] = acked_at(answer_steps, lambda st: st["sustainable"])
+        result["insert_capacity_per_s"] = acked_at(insert_steps, keeps_up)
+        result["answer_capacity_per_s"] = acked_at(answer_steps, keeps_up)
+        result["ratio_to_insert_limit"] = (round(result["answer_limit_per_s"] / result["insert_limit_per_s"], 3)
+                                           if result["insert_limit_per_s"] and result["answer_limit_per_s"] else None)
+        result["ratio_of_capacities"] = (round(result["answer_capacity_per_s"] / result["insert_capacity_per_s"], 3)
+                                         if result["insert_capacity_per_s"] else None)
         result["consumer"] = wait_consumer(url, seeded.project_id, feed_log)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     finally:
@@ -300,7 +318,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     m = result["machine"]
     s = result["sustained"] or {}
     best_insert = max((st for st in result["insert_steps"] if st["sustainable"]),
-                      key=lambda st: st["acked_per_s"], default=None)
+                      key=lambda st: st["acked_per_s"], default=None) or max(
+        (st for st in result["insert_steps"] if keeps_up(st)), key=lambda st: st["acked_per_s"], default=None)
     lines = [
         "# Load: PAL under a constant arrival rate of annotators",
         "",
@@ -327,10 +346,16 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| answers/s sustained ({s.get('duration_s')} s at {s.get('offered_per_s')} episodes/s) "
-        f"| **{result['answers_per_s_sustained']}** |",
-        f"| one-INSERT limit (same workers, same pool), requests/s | {result['insert_limit_per_s']} |",
-        f"| ratio answers/s : one-INSERT limit | **{result['ratio_to_insert_limit']}** |",
+        f"| answers/s sustained ({s.get('duration_s')} s at {s.get('offered_per_s')} episodes/s; p99 bound "
+        f"{'met' if result['sustained_met_p99'] else 'NOT met'}) | **{result['answers_per_s_sustained']}** |",
+        f"| highest answers/s with p99 < {result['config']['p99_bound_ms']:.0f} ms (steps) | "
+        f"{result['answer_limit_per_s']} |",
+        f"| one-INSERT limit with p99 < {result['config']['p99_bound_ms']:.0f} ms (same workers, same pool), "
+        f"requests/s | {result['insert_limit_per_s']} |",
+        f"| ratio at the p99 bound: answers/s : one-INSERT requests/s | **{result['ratio_to_insert_limit']}** |",
+        f"| capacity (acks keep up, errors < 0.1%, any tail): answers/s ; one-INSERT requests/s | "
+        f"{result['answer_capacity_per_s']} ; {result['insert_capacity_per_s']} |",
+        f"| ratio of capacities | **{result['ratio_of_capacities']}** |",
     ]
     if s:
         for ep in ("claim", "answer"):
@@ -351,7 +376,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
             f"{' / '.join(str(x) for x in s['gc_pauses_since_start']['longest_ms'])} |",
         ]
         if best_insert is not None:
-            lines.append(f"| server CPU per one-INSERT request at its limit (ms) | "
+            lines.append(f"| server CPU per one-INSERT request at its highest kept-up step (ms) | "
                          f"{best_insert['cpu_ms_per_ack']['server']} |")
     if s and best_insert is not None:
         per_answer, per_insert = s["cpu_ms_per_ack"]["server"], best_insert["cpu_ms_per_ack"]["server"]
@@ -364,13 +389,14 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                   "cost of the Python stack, not by PostgreSQL."]
     lines += ["", "Steps (each step is kept if p99 < "
               f"{result['config']['p99_bound_ms']} ms for every endpoint, errors < 0.1% and acks keep up):", "",
-              "| kind | offered/s | acked/s | p50 ms | p95 ms | p99 ms | 503 rate | load avg | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| kind | offered/s | try | acked/s | p50 ms | p95 ms | p99 ms | 503 rate | load avg | verdict |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for kind, steps in (("insert", result["insert_steps"]), ("answers", result["answer_steps"])):
         for st in steps:
             for ep in (("insert",) if kind == "insert" else ("claim", "answer")):
                 lat = st["latency"].get(ep, {})
-                lines.append(f"| {ep} | {st['offered_per_s']:.0f} | {st['acked_per_s']} | {lat.get('p50_ms')} | "
+                lines.append(f"| {ep} | {st['offered_per_s']:.0f} | {st.get('attempt', 1)} | {st['acked_per_s']} | "
+                             f"{lat.get('p50_ms')} | "
                              f"{lat.get('p95_ms')} | {lat.get('p99_ms')} | {st['rate_503']} | "
                              f"{st['load_average'][0]} | {st['verdict']} |")
     b = result["budget_phase"]
@@ -417,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(run(args))
     (args.out_dir / "load.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out_dir / "load.md")
-    print(f"answers/s sustained {result['answers_per_s_sustained']}, one-INSERT limit {result['insert_limit_per_s']}/s,"
-          f" ratio {result['ratio_to_insert_limit']}; wrote {args.out_dir / 'load.md'}")
+    print(f"answers/s sustained {result['answers_per_s_sustained']}; at the p99 bound answers "
+          f"{result['answer_limit_per_s']}/s vs one-INSERT {result['insert_limit_per_s']}/s (ratio "
+          f"{result['ratio_to_insert_limit']}); capacities {result['answer_capacity_per_s']} vs "
+          f"{result['insert_capacity_per_s']} (ratio {result['ratio_of_capacities']}); "
+          f"wrote {args.out_dir / 'load.md'}")
     return 0 if result["audit"]["ok"] else 1
 
 

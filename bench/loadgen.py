@@ -308,3 +308,11 @@ def sustainable(summary: dict[str, Any], *, endpoints: tuple[str, ...], p99_ms: 
     if summary["n_failures"]:
         why.append(f"{summary['n_failures']} failed requests")
     return (not why, "; ".join(why) or "ok")
+
+
+def keeps_up(summary: dict[str, Any]) -> bool:
+    """Throughput only: acknowledgements keep up with the arrivals, under 0.1% errors, nothing
+    dropped or given up (whatever the latency tail)."""
+    errors = summary["rate_503"] + summary["rate_5xx_other"] + summary["rate_conn_errors"]
+    return (summary["acked_per_s"] >= 0.97 * summary["expected_per_s"] and errors <= 0.001
+            and not summary["dropped"] and not summary["n_failures"])

@@ -7,6 +7,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from server.models import TxId
 
@@ -20,7 +21,14 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
+def _ensure_sqlite_folder(database_url: str) -> None:
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
+    _ensure_sqlite_folder(database_url)
     command.upgrade(alembic_config(database_url), revision)
 
 
