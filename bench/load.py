@@ -326,7 +326,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"Machine: {m['cpu']}, {m['cores']} cores (shared with other work), Python {m['python']}, "
         f"PostgreSQL {result['postgres']}. Load average (1/5/15 min) before: "
         f"{result['load_average_before']}, during the sustained phase: {s.get('load_average')}, "
-        f"after: {result.get('load_average_after')}.",
+        f"after: {result.get('load_average_after')}. The load average counts this benchmark's own processes too "
+        "(the client, the workers and PostgreSQL keep 2-4 runnable near saturation); the rest is other work.",
         "",
         f"Server: uvicorn, {result['config']['workers']} workers (uvloop, httptools), "
         f"{result['config']['pool_size_per_worker']} pooled connections per worker; "
