@@ -61,17 +61,26 @@ def reference_vicreg(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def bare_loop(engine: Engine, batch: int, seed: int) -> Callable[[], None]:
-    """The same model (same initial weights), optimiser, augmentation and batch, nothing else."""
-    model = build_model("small_cnn", 1, engine.size, proj_dim=engine.config.proj_dim)
+    """The same model (same initial weights), optimiser, augmentation, batch, device and precision
+    (on CUDA: the uint8 table on the GPU, channels_last, bf16 autocast), nothing else."""
+    device = engine.device
+    model = build_model(engine.config.backbone, engine.items.channels, engine.size, proj_dim=engine.config.proj_dim)
     model.load_state_dict(engine.model.state_dict())
+    model.to(device)
+    if engine.on_cuda:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=engine.config.lr, weight_decay=engine.config.weight_decay)
-    augment = Augment(1, engine.size, engine.normalization)
-    images, n = engine.items.images, len(engine.items)
+    augment = Augment(engine.items.channels, engine.size, engine.normalization)
+    images, n = engine.images, len(engine.items)
     rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
 
     def step() -> None:
-        rows = torch.from_numpy(rng.choice(n, size=batch, replace=False))
-        z = model(augment(images[torch.cat([rows, rows])], gen))  # (2B, D)
+        rows = torch.from_numpy(rng.choice(n, size=batch, replace=False)).to(images.device)
+        x = augment(images[torch.cat([rows, rows])], gen).to(device, non_blocking=True)
+        if engine.on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with engine.autocast():
+            z = model(x).float()  # (2B, D)
         loss = reference_vicreg(*z.chunk(2))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -80,10 +89,17 @@ def bare_loop(engine: Engine, batch: int, seed: int) -> Callable[[], None]:
     return step
 
 
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def images_per_second(step: Callable[[], None], steps: int, images_per_step: int) -> float:
+    synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize()  # GPU work is asynchronous: count it inside the block that queued it
     return steps * images_per_step / (time.perf_counter() - start)
 
 
@@ -101,6 +117,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "load_avg_1m": os.getloadavg()[0],
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
     }
 
 
@@ -111,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="rounds of one block per loop")
     parser.add_argument("--steps", type=int, default=1, help="steps per block")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the trainer's own choice)")
+    parser.add_argument("--backbone", default="small_cnn", choices=["small_cnn", "resnet18"])
     parser.add_argument("--out", type=Path, default=OUT / "trainer_throughput")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
     items, labels = synthetic_items(args.items)
-    config = TrainConfig(project=1, batch_size=args.batch_size, device="cpu", backbone="small_cnn")
+    config = TrainConfig(project=1, batch_size=args.batch_size, device=args.device, backbone=args.backbone)
     plain = Engine(config, items)  # no human edge yet: the augmentation graph
     human = Engine(config, items)  # 20k label-graph edges: half of each batch from human pairs
     rng = np.random.default_rng(1)
@@ -152,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         name: statistics.median(x / b for x, b in zip(v, bare_blocks, strict=True)) for name, v in samples.items()
     }
 
+    if plain.on_cuda:
+        plain.embed_all()  # warm-up (first-call paths, cuDNN autotuning), then the timed pass
+        synchronize()
     start = time.perf_counter()
     vectors = plain.embed_all()
     embed_s = time.perf_counter() - start
@@ -161,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "items": args.items,
             "image": "1x28x28 uint8",
-            "backbone": "small_cnn",
+            "backbone": args.backbone,
+            "device": str(plain.device),
+            "amp": str(plain.amp_dtype).removeprefix("torch.") if plain.on_cuda and config.amp else "off",
             "loss": "vicreg",
             "batch_pairs": args.batch_size,
             "images_per_step": per_step,
@@ -189,10 +213,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def markdown(r: dict[str, Any]) -> str:
     m, s = r["machine"], r["settings"]
+    on_gpu = m.get("gpu") and s.get("device", "cpu") != "cpu"
+    gpu = f"GPU {m['gpu']} (training on {s['device']}, AMP {s['amp']}); " if on_gpu else ""
     lines = [
         "# Trainer throughput",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); "
+        f"Machine: {gpu}{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads); "
         f"1-min load average {m['load_avg_1m']:.1f} at the start, {m['load_avg_1m_end']:.1f} at the end "
         "(other processes share the cores: medians move with them, ratios much less). "
         "Written by `python -m bench.trainer_throughput`.",

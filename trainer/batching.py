@@ -22,6 +22,7 @@ the closure has no weight of its own.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -129,6 +130,21 @@ class GraphSnapshot:
     def has_negatives(self) -> bool:
         return len(self.negatives) > 0
 
+    @functools.cached_property
+    def flat_components(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(members of every component back to back, start of each, size of each): lets the
+        sampler draw closure pairs for a whole batch without a Python loop."""
+        sizes = np.array([len(c) for c in self.components], dtype=np.int64)
+        members = np.concatenate(self.components) if self.components else np.zeros(0, dtype=np.int64)
+        return members, np.cumsum(sizes) - sizes, sizes
+
+    def on_device(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """``labels`` and ``cannot_links`` as tensors on ``device``, copied once per snapshot."""
+        cache: dict[torch.device, tuple[Tensor, Tensor]] = self.__dict__.setdefault("_device_copies", {})
+        if device not in cache:
+            cache[device] = (torch.from_numpy(self.labels).to(device), torch.from_numpy(self.cannot_links).to(device))
+        return cache[device]
+
 
 def _graph_view(graph: KnowledgeGraph) -> tuple[dict[int, list[int]], dict[tuple[int, int], float]]:
     """Clusters ``{root: member ids}`` and cannot-links ``{(root, root): weight}``: the only
@@ -200,17 +216,26 @@ class PairBatch:
     rows_a: np.ndarray  # (n,) item positions of branch A
     rows_b: np.ndarray  # (n,) item positions of branch B
     kinds: np.ndarray  # (n,) AUGMENTATION / HUMAN_POSITIVE / HUMAN_NEGATIVE, for logging
-    graph: Tensor  # (n, n) signed, A x B
+    graph: Tensor  # (n, n) signed, A x B, on the device the sampler was asked for
     graph_aa: Tensor | None  # (n, n) signed, A x A (contrastive losses only)
     graph_bb: Tensor | None
 
 
-def relation(snap: GraphSnapshot, rows_u: np.ndarray, rows_v: np.ndarray) -> Tensor:
-    """(len(u), len(v)) float32: +1 same item or component, -1 cannot-linked, 0 unknown."""
-    lu, lv = snap.labels[rows_u][:, None], snap.labels[rows_v][None, :]
+def relation(
+    snap: GraphSnapshot, rows_u: np.ndarray | Tensor, rows_v: np.ndarray | Tensor, device: torch.device | None = None
+) -> Tensor:
+    """(len(u), len(v)) float32 on ``device`` (default CPU): +1 same item or component,
+    -1 cannot-linked, 0 unknown. Built where the loss runs: on a GPU, shipping an n x n matrix
+    from the host every step would cost more than the matrix itself."""
+    device = device or torch.device("cpu")
+    labels, keys = snap.on_device(device)
+    lu = labels[torch.as_tensor(rows_u).to(device)][:, None]  # (u, 1)
+    lv = labels[torch.as_tensor(rows_v).to(device)][None, :]  # (1, v)
     same = lu == lv
-    negative = np.isin(lu * snap.n_labels + lv, snap.cannot_links) & ~same
-    return torch.from_numpy(same.astype(np.float32) - negative.astype(np.float32))
+    out = same.float()
+    if keys.numel():
+        out -= (torch.isin(lu * snap.n_labels + lv, keys) & ~same).float()
+    return out
 
 
 @dataclass(frozen=True)
@@ -245,12 +270,22 @@ class PairSampler:
         pairs = np.empty((k, 2), dtype=np.int64)
         asserted = np.flatnonzero(~from_closure)
         pairs[asserted] = snap.positives[self._weighted(snap.positive_weights, len(asserted))]
-        for i in np.flatnonzero(from_closure):
-            members = snap.components[self.rng.integers(len(snap.components))]
-            pairs[i] = self.rng.choice(members, size=2, replace=False)
+        closure = np.flatnonzero(from_closure)
+        if len(closure):
+            # A uniform component, then two distinct uniform members of it.
+            members, starts, sizes = snap.flat_components
+            comp = self.rng.integers(len(sizes), size=len(closure))
+            size = sizes[comp]
+            i = (self.rng.random(len(closure)) * size).astype(np.int64)
+            j = (self.rng.random(len(closure)) * (size - 1)).astype(np.int64)
+            j += j >= i
+            pairs[closure, 0] = members[starts[comp] + i]
+            pairs[closure, 1] = members[starts[comp] + j]
         return pairs
 
-    def sample(self, snap: GraphSnapshot, use_negatives: bool, within_branch: bool = False) -> PairBatch:
+    def sample(
+        self, snap: GraphSnapshot, use_negatives: bool, within_branch: bool = False, device: torch.device | None = None
+    ) -> PairBatch:
         n_aug, n_pos, n_neg = self.counts(snap, use_negatives)
         aug = self.rng.choice(self.n_items, size=n_aug, replace=n_aug > self.n_items)
         parts = [np.stack([aug, aug], axis=1)]
@@ -267,7 +302,7 @@ class PairSampler:
             rows_a=rows_a,
             rows_b=rows_b,
             kinds=kinds,
-            graph=relation(snap, rows_a, rows_b),
-            graph_aa=relation(snap, rows_a, rows_a) if within_branch else None,
-            graph_bb=relation(snap, rows_b, rows_b) if within_branch else None,
+            graph=relation(snap, rows_a, rows_b, device),
+            graph_aa=relation(snap, rows_a, rows_a, device) if within_branch else None,
+            graph_bb=relation(snap, rows_b, rows_b, device) if within_branch else None,
         )

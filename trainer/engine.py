@@ -139,7 +139,9 @@ class Engine:
     def train_step(self) -> LossTerms:
         """One optimiser step on a freshly drawn batch; the returned terms stay on the device."""
         use_negatives = self.loss_fn.uses_negatives
-        batch = self.sampler.sample(self.snap, use_negatives=use_negatives, within_branch=use_negatives)
+        batch = self.sampler.sample(
+            self.snap, use_negatives=use_negatives, within_branch=use_negatives, device=self.device
+        )
         rows = torch.from_numpy(np.concatenate([batch.rows_a, batch.rows_b])).to(self.images.device)
         x = self.augment(self.images[rows], self.generator).to(self.device, non_blocking=True)  # (2n, C, S, S)
         if self.on_cuda:
@@ -148,10 +150,7 @@ class Engine:
             z = self.train_model(x)  # (2n, proj_dim)
         z_a, z_b = z.float().chunk(2)  # the loss's statistics want float32 whatever autocast did
 
-        def on_device(g: Tensor | None) -> Tensor | None:
-            return None if g is None else g.to(self.device, non_blocking=True)
-
-        terms = self.loss_fn(z_a, z_b, on_device(batch.graph), on_device(batch.graph_aa), on_device(batch.graph_bb))
+        terms = self.loss_fn(z_a, z_b, batch.graph, batch.graph_aa, batch.graph_bb)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(terms.total).backward()
         self.scaler.step(self.optimizer)
