@@ -83,7 +83,8 @@ _HELP = {
     "max_steps": "stop after this many steps (published and checkpointed)",
     "until_idle": "stop once the edge feed is quiet instead of waiting for edges",
     "publish_every": "steps between embedding versions and checkpoints",
-    "human_fraction": "share of each batch drawn from human edges",
+    "human_fraction": "share of each batch drawn from human edges (0 still lets the batch graph relate rows "
+    "that the answers put in one cluster or cannot-link; a project without answers is augmentation-only)",
     "device": "auto, cpu, cuda or cuda:N",
 }
 

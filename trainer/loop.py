@@ -130,6 +130,10 @@ def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) ->
     cycles, quiet_polls = 0, 0
 
     while True:
+        # Stop before polling once the step budget is spent: rows read now would be counted in the
+        # result but not in the last checkpoint (a resume re-reads them, but the two would disagree).
+        if config.max_steps is not None and engine.step >= config.max_steps:
+            break
         # 3. Poll: new items, then every edge row after the cursor, folded into the graph.
         news: tuple[np.ndarray, np.ndarray, list[EdgeWire], str] | None = None
         if client is not None:
@@ -146,8 +150,6 @@ def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) ->
         quiet_polls = 0 if new_rows else quiet_polls + 1
 
         # 4. Stop, wait, or train.
-        if config.max_steps is not None and engine.step >= config.max_steps:
-            break
         idle = cycles > 0 and quiet_polls >= config.idle_cycles
         if idle and config.until_idle:
             break
