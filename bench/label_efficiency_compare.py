@@ -1,0 +1,112 @@
+"""Does a re-run of the label-efficiency suite reproduce the published table?
+
+    python -m bench.label_efficiency_compare bench/label_efficiency.json var/rerun/label_efficiency.json \
+        [--out bench/label_efficiency_reproduction.md]
+
+For every number of the table (the mean over seeds of label, kNN and cluster accuracy, per strategy
+and T), the re-run's mean is compared with the published mean and its stated spread (the standard
+deviation over seeds printed after the ±). A number is *reproduced* when the difference is at most
+the stated spread; the report also counts the looser test "at most the larger of the two runs'
+spreads", lists every number that fails, and says which code each run measured (the suite stores
+a fingerprint of the oracle, graph, trainer and export modules with every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+METRICS = ("label_accuracy", "knn_accuracy", "cluster_accuracy")
+
+
+def rows(published: dict[str, Any], rerun: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (cell, T, metric) present in both runs."""
+    out = []
+    for key, cell in published["aggregate"].items():
+        other = rerun["aggregate"].get(key)
+        if other is None:
+            continue
+        for t, point in cell["points"].items():
+            again = other["points"].get(t)
+            if again is None:
+                continue
+            for metric in METRICS:
+                a, b = point.get(metric), again.get(metric)
+                if a is None or b is None or (metric == "label_accuracy" and cell["cell"]["strategy"] == "ssl"):
+                    continue  # SSL alone exports no labels: nothing to reproduce
+                diff = b["mean"] - a["mean"]
+                out.append({
+                    "cell": cell["title"], "answers": int(t), "metric": metric,
+                    "published": a["mean"], "published_std": a["std"], "rerun": b["mean"], "rerun_std": b["std"],
+                    "diff": diff, "within_stated": abs(diff) <= a["std"] + 5e-4,  # the table prints 3 decimals
+                    "within_larger": abs(diff) <= max(a["std"], b["std"]) + 5e-4,
+                })
+    return out
+
+
+def codes(doc: dict[str, Any]) -> list[str]:
+    return sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
+
+
+def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[str, Any]], paths: list[str]) -> str:
+    n = len(table)
+    stated = sum(r["within_stated"] for r in table)
+    larger = sum(r["within_larger"] for r in table)
+    lines = [
+        "# Label efficiency: reproduction",
+        "",
+        f"Published: `{paths[0]}` ({published['machine'].get('cpu', '?')}, suite wall time "
+        f"{published['wall_s'] / 60:.0f} min). Re-run: `{paths[1]}` (same command, "
+        f"{rerun['machine'].get('cpu', '?')}, {rerun['wall_s'] / 60:.0f} min). "
+        "Written by `python -m bench.label_efficiency_compare`.",
+        "",
+        f"- Numbers compared (label, kNN and cluster accuracy means, every strategy and T): {n}.",
+        f"- Re-run mean within the published ± (standard deviation over seeds): **{stated} of {n}**.",
+        f"- Within the larger of the two runs' standard deviations: {larger} of {n}.",
+        f"- Largest difference: {max((abs(r['diff']) for r in table), default=0):.3f}.",
+        "",
+        "Code measured (oracle, graph, trainer, export fingerprints): published "
+        + "; ".join(f"`{c}`" for c in codes(published)) + "; re-run " + "; ".join(f"`{c}`" for c in codes(rerun)),
+        "",
+    ]
+    misses = [r for r in table if not r["within_stated"]]
+    if misses:
+        lines += [
+            "Numbers outside the published spread:",
+            "",
+            "| strategy | T | metric | published | re-run | difference | within larger spread |",
+            "|---|---:|---|---|---|---:|---|",
+        ]
+        for r in sorted(misses, key=lambda r: -abs(r["diff"])):
+            lines.append(
+                f"| {r['cell']} | {r['answers']} | {r['metric']} | {r['published']:.3f} ± {r['published_std']:.3f} "
+                f"| {r['rerun']:.3f} ± {r['rerun_std']:.3f} | {r['diff']:+.3f} "
+                f"| {'yes' if r['within_larger'] else 'no'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.label_efficiency_compare", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("published", type=Path)
+    parser.add_argument("rerun", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="write the markdown report here too")
+    args = parser.parse_args(argv)
+    published, rerun = (json.loads(p.read_text()) for p in (args.published, args.rerun))
+    table = rows(published, rerun)
+    text = markdown(published, rerun, table, [str(args.published), str(args.rerun)])
+    if args.out:
+        args.out.write_text(text)
+        args.out.with_suffix(".json").write_text(json.dumps({"rows": table}, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,33 @@
+"""The reproduction check of the label-efficiency table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.label_efficiency_compare import markdown, rows
+
+
+def _doc(label: float, std: float, knn: float = 0.75) -> dict[str, Any]:
+    stat = {"mean": label, "std": std}
+    point = {"label_accuracy": stat, "knn_accuracy": {"mean": knn, "std": 0.01}}
+    cells = {
+        "active-e0": {"cell": {"strategy": "active"}, "title": "active, error 0", "points": {"300": point}},
+        "ssl-e0": {"cell": {"strategy": "ssl"}, "title": "ssl, error 0", "points": {"300": point}},
+    }
+    return {"aggregate": cells, "machine": {"cpu": "test"}, "wall_s": 60.0, "runs": [{"code": {"graph": "x"}}]}
+
+
+def test_a_number_inside_the_stated_spread_is_reproduced() -> None:
+    table = rows(_doc(0.60, 0.02), _doc(0.615, 0.03))
+    label = [r for r in table if r["metric"] == "label_accuracy"]
+    assert [(r["cell"], r["within_stated"]) for r in label] == [("active, error 0", True)]  # ssl has no labels
+
+
+def test_a_number_outside_the_stated_spread_is_listed() -> None:
+    published, rerun = _doc(0.60, 0.01), _doc(0.65, 0.06, knn=0.80)
+    table = rows(published, rerun)
+    by_metric = {r["metric"]: r for r in table if r["cell"] == "active, error 0"}
+    assert not by_metric["label_accuracy"]["within_stated"] and by_metric["label_accuracy"]["within_larger"]
+    assert not by_metric["knn_accuracy"]["within_stated"] and not by_metric["knn_accuracy"]["within_larger"]
+    text = markdown(published, rerun, table, ["a.json", "b.json"])
+    assert "**0 of 3**" in text and "| active, error 0 | 300 | label_accuracy | 0.600 ± 0.010 | 0.650 ± 0.060" in text
