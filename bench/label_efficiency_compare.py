@@ -58,26 +58,26 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
     lines = [
         "# Label efficiency: reproduction",
         "",
-        f"Published: `{paths[0]}` ({published['machine'].get('cpu', '?')}, suite wall time "
-        f"{published['wall_s'] / 60:.0f} min). Re-run: `{paths[1]}` (same command, "
-        f"{rerun['machine'].get('cpu', '?')}, {rerun['wall_s'] / 60:.0f} min). "
+        f"Table: `{paths[0]}` ({published['machine'].get('cpu', '?')}, suite wall time "
+        f"{published['wall_s'] / 60:.0f} min). Other run of the same command: `{paths[1]}` "
+        f"({rerun['machine'].get('cpu', '?')}, {rerun['wall_s'] / 60:.0f} min). "
         "Written by `python -m bench.label_efficiency_compare`.",
         "",
         f"- Numbers compared (label, kNN and cluster accuracy means, every strategy and T): {n}.",
-        f"- Re-run mean within the published ± (standard deviation over seeds): **{stated} of {n}**.",
+        f"- Other run's mean within the table's ± (standard deviation over seeds): **{stated} of {n}**.",
         f"- Within the larger of the two runs' standard deviations: {larger} of {n}.",
         f"- Largest difference: {max((abs(r['diff']) for r in table), default=0):.3f}.",
         "",
-        "Code measured (oracle, graph, trainer, export fingerprints): published "
-        + "; ".join(f"`{c}`" for c in codes(published)) + "; re-run " + "; ".join(f"`{c}`" for c in codes(rerun)),
+        "Code measured (oracle, graph, trainer, export fingerprints): table "
+        + "; ".join(f"`{c}`" for c in codes(published)) + "; other run " + "; ".join(f"`{c}`" for c in codes(rerun)),
         "",
     ]
     misses = [r for r in table if not r["within_stated"]]
     if misses:
         lines += [
-            "Numbers outside the published spread:",
+            "Numbers outside the table's spread:",
             "",
-            "| strategy | T | metric | published | re-run | difference | within larger spread |",
+            "| strategy | T | metric | table | other run | difference | within larger spread |",
             "|---|---:|---|---|---|---:|---|",
         ]
         for r in sorted(misses, key=lambda r: -abs(r["diff"])):
