@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.label_efficiency_suite import measured_code
+
 METRICS = ("label_accuracy", "knn_accuracy", "cluster_accuracy")
 
 
@@ -47,10 +49,6 @@ def rows(published: dict[str, Any], rerun: dict[str, Any]) -> list[dict[str, Any
     return out
 
 
-def codes(doc: dict[str, Any]) -> list[str]:
-    return sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
-
-
 def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[str, Any]], paths: list[str]) -> str:
     n = len(table)
     stated = sum(r["within_stated"] for r in table)
@@ -69,7 +67,9 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
         f"- Largest difference: {max((abs(r['diff']) for r in table), default=0):.3f}.",
         "",
         "Code measured (oracle, graph, trainer, export fingerprints): table "
-        + "; ".join(f"`{c}`" for c in codes(published)) + "; other run " + "; ".join(f"`{c}`" for c in codes(rerun)),
+        + "; ".join(f"`{c}`" for c in measured_code(published))
+        + "; other run "
+        + "; ".join(f"`{c}`" for c in measured_code(rerun)),
         "",
     ]
     misses = [r for r in table if not r["within_stated"]]

@@ -390,10 +390,14 @@ def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name:
         lines += ["", "T counts answers; with redundancy 3 each task is answered three times, so T answers are "
                   "T / 3 tasks. Gold controls are recorded per annotator; the graph resolves each pair by "
                   "the majority of its votes."]
-    codes = sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
     lines += ["", "Code measured (hashes of the oracle, graph, trainer and export modules): "
-              + "; ".join(f"`{c}`" for c in codes), "", "Reproduce: `" + doc["command"] + "`", ""]
+              + "; ".join(f"`{c}`" for c in measured_code(doc)), "", "Reproduce: `" + doc["command"] + "`", ""]
     return "\n".join(lines)
+
+
+def measured_code(doc: dict[str, Any]) -> list[str]:
+    """The distinct code fingerprints (as JSON) that a suite document's runs were measured with."""
+    return sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
 
 
 def main(argv: list[str]) -> int:

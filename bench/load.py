@@ -235,8 +235,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"load average before: {load_before}", flush=True)
     url, db_name = harness.create_database()
     result: dict[str, Any] = {"machine": harness.machine(), "postgres": harness.pg_version(),
-                              "load_average_before": load_before, "config": {},
-                              "command": "python -m bench.load " + " ".join(sys.argv[1:])}
+                              "load_average_before": load_before, "config": {}, "command": args.command}
     server = None
     consumer = None
     try:
@@ -334,7 +333,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"{result['config']['pool_size_per_worker']} pooled connections per worker; "
         f"oracle `{result['config']['oracle']}`; {result['config']['items']} items, redundancy 2, 8 candidates; "
         f"edge feed consumed by {result['config']['consumer']}. Client, server and PostgreSQL share the machine. "
-        f"Command: `{result.get('command', 'python -m bench.load').strip()}`.",
+        f"Command: `{result.get('command', 'python -m bench.load')}`.",
         "",
         "Method: open model (arrivals at a constant rate whatever the latency; a step is kept only if the "
         "acknowledgements keep up). Each arrival is an annotator episode: claim, think 0.5-1.5 s, answer; 5% of "
@@ -438,6 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", default="fast", choices=["fast", "httpx"],
                         help="HTTP client of the simulated annotators (see bench/http.py)")
     args = parser.parse_args(argv)
+    args.command = " ".join(["python -m bench.load", *(sys.argv[1:] if argv is None else argv)])
     try:
         import uvloop
 
