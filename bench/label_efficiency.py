@@ -89,6 +89,10 @@ class RunConfig:
     gold_rate: float = 0.0
     n: int = 8
     annotators: int = 4
+    # Annotators take turns (one request at a time, a fixed order) and the server's oracle is seeded with
+    # ``seed``: a run is then a function of its configuration, and re-running it reproduces its numbers.
+    # False: they answer at once, in the network's order (closer to a crowd, not reproducible).
+    in_turns: bool = True
     database_url: str | None = None  # None: SQLite in the work folder
     train_steps: int = 600
     warmup_steps: int = 150
@@ -518,6 +522,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     sim_total: dict[str, Any] = {}
     try:
         server = start_server(db.url, workdir, env={"PAL_GRAPH_REFRESH_SECONDS": "0",
+                                                    "PAL_ORACLE_SEED": str(config.seed),
                                                     "PAL_SECRET_KEY": "bench-" + uuid.uuid4().hex})
         admin_token = bootstrap_admin(db.url)
         admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=600)
@@ -564,7 +569,8 @@ def run(config: RunConfig) -> dict[str, Any]:
             if truth is not None and answers_per_round[r]:
                 sim = SimConfig(annotators=config.annotators, tasks=answers_per_round[r],
                                 error_rate=config.error_rate, cant_tell_rate=config.cant_tell_rate,
-                                think_ms=0.0, retry_rate=0.02, fetch_images=False, seed=config.seed * 1000 + r)
+                                think_ms=0.0, retry_rate=0.02, fetch_images=False, seed=config.seed * 1000 + r,
+                                in_turns=config.in_turns)
                 report = simulate(server.url, project, truth, sim, accounts)
                 if report.errors:
                     raise RuntimeError(f"simulated annotators failed: {report.errors[:3]}")
@@ -682,6 +688,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gold-rate", type=float, default=d.gold_rate)
     p.add_argument("--n", type=int, default=d.n, help="candidates per grid")
     p.add_argument("--annotators", type=int, default=d.annotators)
+    p.add_argument("--at-once", dest="in_turns", action="store_false",
+                   help="annotators answer concurrently (default: in turns, so that a re-run reproduces the run)")
     p.add_argument("--database-url", default=None,
                    help="PostgreSQL server to create a fresh database on (default: SQLite in the work folder)")
     p.add_argument("--train-steps", type=int, default=d.train_steps, help="training steps in all (fixed compute)")
@@ -702,7 +710,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=args.data, tasks=args.tasks or 0, oracle=args.oracle, seed=args.seed, out=args.out,
         error_rate=args.error_rate, cant_tell_rate=args.cant_tell_rate, redundancy=args.redundancy,
-        gold_rate=args.gold_rate, n=args.n, annotators=args.annotators, database_url=args.database_url,
+        gold_rate=args.gold_rate, n=args.n, annotators=args.annotators, in_turns=args.in_turns,
+        database_url=args.database_url,
         train_steps=args.train_steps, warmup_steps=args.warmup_steps, rounds=args.rounds,
         schedule=tuple(int(x) for x in args.schedule.split(",")) if args.schedule else None,
         max_train_items=args.max_train_items, max_test_items=args.max_test_items, backbone=args.backbone,

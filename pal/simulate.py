@@ -45,7 +45,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,7 @@ class SimConfig:
     thumb_size: int = 128
     seed: int = 0
     max_transport_retries: int = 8
+    in_turns: bool = False  # annotators answer one at a time in a fixed order (reproducible), not at once
 
     def __post_init__(self) -> None:
         if self.annotators < 1:
@@ -333,20 +334,42 @@ class SimulatedAnnotator:
         raise AssertionError("unreachable")
 
     def run(self) -> SimReport:
+        if self.begin():
+            while self.step():
+                pass
+        return self.report
+
+    def begin(self) -> bool:
+        """Open the project like the page does. False (and an error reported) when that fails."""
+        return self._guarded(self._open_project)
+
+    def step(self) -> bool:
+        """One grid: claim, answer. False when this annotator is done (quota, no task, stop or error)."""
+        return self._guarded(self._next)
+
+    def _open_project(self) -> bool:
+        _raise_for(self._send("GET", f"{API}/projects/{self.project}"))
+        _raise_for(self._send("GET", f"{API}/projects/{self.project}/me"))
+        return True
+
+    def _next(self) -> bool:
+        if self.stop.is_set():
+            return False
+        if not self.quota.take():
+            self.report.stop_reasons["quota_reached"] += 1
+            return False
+        if not self._one_task():
+            self.quota.give_back()
+            return False
+        return True
+
+    def _guarded(self, action: Callable[[], bool]) -> bool:
         try:
-            _raise_for(self._send("GET", f"{API}/projects/{self.project}"))
-            _raise_for(self._send("GET", f"{API}/projects/{self.project}/me"))
-            while not self.stop.is_set():
-                if not self.quota.take():
-                    self.report.stop_reasons["quota_reached"] += 1
-                    break
-                if not self._one_task():
-                    self.quota.give_back()
-                    break
+            return action()
         except Exception as exc:  # a thread must report, not die silently
             self.report.errors.append(f"annotator {self.index}: {type(exc).__name__}: {exc}")
             log.exception("annotator %d failed", self.index)
-        return self.report
+            return False
 
     def _one_task(self) -> bool:
         """Claim, answer, maybe undo and answer again. False when no task is left."""
@@ -466,13 +489,25 @@ def simulate(server: str, project: int, truth: GroundTruth, config: SimConfig, a
     started = time.perf_counter()
     clients = [annotator_client(server, a.token, recorder) for a in accounts]
     workers = [SimulatedAnnotator(i, c, project, truth, config, quota, stop) for i, c in enumerate(clients)]
-    reports: list[SimReport] = [SimReport() for _ in workers]
+    try:
+        if config.in_turns:
+            _take_turns(workers)
+        else:
+            _run_threads(workers, stop)
+    finally:
+        for c in clients:
+            c.close()
+    total = SimReport()
+    for w in workers:
+        total.merge(w.report)
+    total.routes = recorder.counts
+    total.seconds = time.perf_counter() - started
+    return total
 
-    def target(i: int) -> None:
-        reports[i] = workers[i].run()
 
-    threads = [threading.Thread(target=target, args=(i,), name=f"sim-annotator-{i}", daemon=True)
-               for i in range(len(workers))]
+def _run_threads(workers: list[SimulatedAnnotator], stop: threading.Event) -> None:
+    """Every annotator in its own thread, at once: the order of their requests is the network's."""
+    threads = [threading.Thread(target=w.run, name=f"sim-annotator-{w.index}", daemon=True) for w in workers]
     try:
         for t in threads:
             t.start()
@@ -483,15 +518,14 @@ def simulate(server: str, project: int, truth: GroundTruth, config: SimConfig, a
         stop.set()
         for t in threads:
             t.join(timeout=10)
-    finally:
-        for c in clients:
-            c.close()
-    total = SimReport()
-    for r in reports:
-        total.merge(r)
-    total.routes = recorder.counts
-    total.seconds = time.perf_counter() - started
-    return total
+
+
+def _take_turns(workers: list[SimulatedAnnotator]) -> None:
+    """One grid per annotator in a fixed order, round after round, one request at a time: the server
+    sees the same requests in the same order on every run, so a seeded run is reproducible."""
+    active = [w for w in workers if w.begin()]
+    while active:
+        active = [w for w in active if w.step()]
 
 
 # --------------------------------------------------------------------------- command line
@@ -515,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--undo-rate", type=float, default=0.0, help="share of answers undone and answered again")
     p.add_argument("--no-images", dest="fetch_images", action="store_false", help="do not load the thumbnails")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--in-turns", action="store_true",
+                   help="annotators answer one grid at a time in a fixed order (with a server started with "
+                        "PAL_ORACLE_SEED, the same seed gives the same run)")
     p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -529,7 +566,8 @@ def main(argv: list[str]) -> int:
         return 2
     config = SimConfig(annotators=args.annotators, tasks=args.tasks, error_rate=args.error_rate,
                        cant_tell_rate=args.cant_tell_rate, think_ms=args.think_ms, retry_rate=args.retry_rate,
-                       undo_rate=args.undo_rate, fetch_images=args.fetch_images, seed=args.seed)
+                       undo_rate=args.undo_rate, fetch_images=args.fetch_images, seed=args.seed,
+                       in_turns=args.in_turns)
     with httpx.Client(base_url=args.server.rstrip("/"), headers={"Authorization": f"Bearer {args.admin_token}"},
                       timeout=120) as admin:
         truth = GroundTruth.from_npz(admin, args.project, args.labels)

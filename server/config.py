@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     graph_refresh_seconds: float = Field(
         default=2.0, ge=0, description="How stale a process's knowledge graph may get before it re-reads edges."
     )
+    oracle_seed: int | None = Field(
+        default=None,
+        description="Seeds each project's oracle (with the project id) so that the same answers in the same order "
+        "give the same grids: for reproducible benchmarks with one server process. Unset: fresh entropy.",
+    )
     login_attempts_per_minute: int = Field(default=10, ge=1, description="Failed logins allowed per IP and user.")
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
     metrics_token: str | None = Field(

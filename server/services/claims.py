@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -55,7 +54,8 @@ def claim(db: Session, *, user: models.User, project_id: int, settings: Settings
     raise AssertionError("unreachable")
 
 
-def _choose(db: Session, project: models.Project, state: ProjectState) -> tuple[TaskSpec, str] | str:
+def _choose(db: Session, project: models.Project, state: ProjectState,
+            settings: Settings) -> tuple[TaskSpec, str] | str:
     """The oracle's next task for the project (its cached state refreshed first), or a reason."""
     with state.lock:
         features = None
@@ -63,7 +63,7 @@ def _choose(db: Session, project: models.Project, state: ProjectState) -> tuple[
             features = state.ensure_pixel_features(db)
         ctx = OracleContext(
             n_candidates=project.n_candidates, item_ids=state.item_ids, graph=state.graph,
-            rng=np.random.default_rng(), target_match_share=project.target_match_share,
+            rng=state.oracle_rng(settings.oracle_seed), target_match_share=project.target_match_share,
             gold_rate=project.gold_rate, embedding=state.embedding, pixel_features=features,
             extra={"cache": state.cache, "embedding_id": state.embedding_id},
         )
@@ -92,7 +92,7 @@ def _claim_once(db: Session, *, project: models.Project, user_id: int, settings:
     db.commit()
     if len(state.item_ids) < 2:
         return "no_items"
-    chosen = _choose(db, project, state)
+    chosen = _choose(db, project, state, settings)
     db.commit()
     if isinstance(chosen, str):
         return chosen
@@ -239,7 +239,7 @@ def _claim_fast(db: Session, *, user: models.User, project_id: int, settings: Se
     state.refresh(db, max_age=settings.graph_refresh_seconds)
     if len(state.item_ids) < 2:
         return "no_items"
-    chosen = _choose(db, project, state)
+    chosen = _choose(db, project, state, settings)
     if isinstance(chosen, str):
         return chosen
     spec, oracle_name = chosen

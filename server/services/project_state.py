@@ -41,6 +41,14 @@ class ProjectState:
     weighed_at: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
     cache: dict[str, object] = field(default_factory=dict)
+    rng: np.random.Generator | None = None  # the oracle's draws: one stream per project and process
+
+    def oracle_rng(self, seed: int | None) -> np.random.Generator:
+        """The project's random stream, created on first use: seeded with ``(seed, project id)`` when a
+        seed is set, so the same claims in the same order draw the same grids; else fresh entropy."""
+        if self.rng is None:
+            self.rng = np.random.default_rng(None if seed is None else [seed, self.project_id])
+        return self.rng
 
     def refresh(self, db: Session, *, max_age: float, force: bool = False) -> None:
         with self.lock:
@@ -49,7 +57,9 @@ class ProjectState:
             self._refresh_items(db)
             self._catch_up_edges(db)
             self._refresh_embedding(db)
-            self._refresh_annotator_weights(db, force=force)
+            # max_age 0 asks for an always-current view: annotator weights too, not every 30 s of wall
+            # time (which would make the grids of a reproducible run depend on its speed)
+            self._refresh_annotator_weights(db, force=force or max_age <= 0)
             self.refreshed_at = time.monotonic()
 
     def _refresh_items(self, db: Session) -> None:
