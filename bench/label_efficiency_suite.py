@@ -332,7 +332,9 @@ def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name:
         f"ending at {', '.join(map(str, ts))} human answers, each followed by "
         f"{(preset.train_steps - preset.warmup_steps) // len(ts)} training steps (MLP on pixels, VICReg graph "
         "loss, batch 256): at every T all strategies have had the same compute. Grids of 8 candidates; "
-        "simulated annotators over HTTP; labels are the project's exported cluster labels.",
+        "simulated annotators over HTTP, taking turns in a fixed order, against a server whose oracle is seeded "
+        "with the run's seed (a run is a function of its configuration and seed, so re-running the command "
+        "reproduces it: label_efficiency_reproduction.md); labels are the project's exported cluster labels.",
         "",
         f"![label accuracy vs answers]({png_name})",
         "",

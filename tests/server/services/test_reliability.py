@@ -50,3 +50,19 @@ def test_project_state_weighs_annotators_by_gold(db: Session) -> None:
     state.refresh(db, max_age=0, force=True)
     db.commit()
     assert state.graph._annotator_weight[bad.id] < 0.5
+
+
+def test_an_always_current_state_reweighs_annotators_on_every_refresh(db: Session) -> None:
+    """max_age 0 (a reproducible benchmark's setting): new gold answers count at the next refresh,
+    not 30 s of wall time later."""
+    bad = make_user(db, "annotator")
+    pid = make_project(db, n_items=4)
+    state = ProjectState(project_id=pid)
+    state.refresh(db, max_age=0)
+    db.commit()
+    assert bad.id not in state.graph._annotator_weight
+    for _ in range(5):
+        _gold_answer(db, pid, bad.id, outliers=[1])
+    state.refresh(db, max_age=0)
+    db.commit()
+    assert state.graph._annotator_weight[bad.id] < 0.5
