@@ -49,8 +49,32 @@ def rows(published: dict[str, Any], rerun: dict[str, Any]) -> list[dict[str, Any
     return out
 
 
+# What a run's curve says about its outcome (not how long it took).
+CURVE_KEYS = ("answers", "tasks", "labels_given", "edges_pos", "edges_neg", "train_step", *METRICS,
+              "labelled_share", "clusters")
+
+
+def _run_key(run: dict[str, Any]) -> str:
+    return json.dumps([run.get("cell"), run.get("seed")], sort_keys=True)
+
+
+def identical_runs(published: dict[str, Any], rerun: dict[str, Any]) -> tuple[int, int]:
+    """(runs whose whole curve the re-run repeated exactly, runs present in both)."""
+    others = {_run_key(r): r for r in rerun.get("runs", [])}
+    same = both = 0
+    for run in published.get("runs", []):
+        other = others.get(_run_key(run))
+        if other is None:
+            continue
+        both += 1
+        curve = [[p.get(k) for k in CURVE_KEYS] for p in run.get("curve", [])]
+        same += curve == [[p.get(k) for k in CURVE_KEYS] for p in other.get("curve", [])]
+    return same, both
+
+
 def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[str, Any]], paths: list[str]) -> str:
     n = len(table)
+    same, both = identical_runs(published, rerun)
     stated = sum(r["within_stated"] for r in table)
     larger = sum(r["within_larger"] for r in table)
     lines = [
@@ -65,6 +89,8 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
         f"- Other run's mean within the table's ± (standard deviation over seeds): **{stated} of {n}**.",
         f"- Within the larger of the two runs' standard deviations: {larger} of {n}.",
         f"- Largest difference: {max((abs(r['diff']) for r in table), default=0):.3f}.",
+        f"- Runs (one per strategy, error rate and seed) whose whole quality curve came out identical "
+        f"(answers, tasks, edges, training steps, every accuracy, clusters at every point): **{same} of {both}**.",
         "",
         "Code measured (oracle, graph, trainer, export fingerprints): table "
         + "; ".join(f"`{c}`" for c in measured_code(published))

@@ -238,35 +238,52 @@ def make_oracle(name: str) -> Oracle:
     return oracle
 
 
+AGGREGATES = ("all", "unanimous")
+
+
 def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarray, budgets: list[int],
-                 error_rate: float, seed: int, n: int = 8) -> dict[str, Any]:
+                 error_rate: float, seed: int, n: int = 8, redundancy: int = 1,
+                 aggregate: str = "all") -> dict[str, Any]:
+    """Answers until ``budgets[-1]``: each grid answered ``redundancy`` times (annotators 1..r, marks
+    flipped independently); ``aggregate`` "all" feeds every vote to the graph (what the server does),
+    "unanimous" drops the pairs the r votes disagree on (an experiment: split pairs attach no one)."""
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     ids = np.arange(1, len(labels) + 1, dtype=np.int64)
     graph, cache = KnowledgeGraph(), OracleCache(seed=seed)
     oracle = make_oracle(name)
     rng = np.random.default_rng([seed, 11])
-    edge_id = 0
+    edge_id = answers = t = 0
     points = []
     started = time.perf_counter()
     select_s = 0.0
-    for t in range(1, budgets[-1] + 1):
+    while answers < budgets[-1]:
+        t += 1
         ctx = OracleContext(n_candidates=n, item_ids=ids, graph=graph, rng=np.random.default_rng([seed, t]),
                             embedding=emb, embedding_version=1, cache=cache)
         t0 = time.perf_counter()
         spec = oracle.select(ctx)
         select_s += time.perf_counter() - t0
         ref = spec.reference
-        for c in spec.candidates:
-            same = labels[ref - 1] == labels[c - 1]
-            if rng.random() < error_rate:
-                same = not same
-            edge_id += 1
-            graph.add_edge(edge_id, ref, c, 1 if same else -1, 1.0)
-        if t in budgets:
-            assigned, _ = graph.cluster_assignment(ids, emb)
-            points.append({"answers": t, "label_accuracy": metrics.label_accuracy(assigned[train], labels[train]),
-                           "clusters": len(graph.components(min_size=2))})
-    return {"strategy": name, "seed": seed, "error_rate": error_rate, "points": points,
-            "select_ms": 1000 * select_s / budgets[-1], "wall_s": time.perf_counter() - started}
+        truth = np.array([labels[ref - 1] == labels[c - 1] for c in spec.candidates])
+        votes = [truth != (rng.random(len(truth)) < error_rate) for _ in range(redundancy)]  # (r, n) bools
+        answers += redundancy
+        for j, c in enumerate(spec.candidates):
+            column = [bool(v[j]) for v in votes]
+            if aggregate == "unanimous" and len(set(column)) > 1:
+                continue
+            for annotator, same in enumerate(column, start=1):
+                edge_id += 1
+                graph.add_edge(edge_id, ref, c, 1 if same else -1, 1.0, annotator if redundancy > 1 else None)
+        for b in budgets:
+            if answers >= b and len(points) < budgets.index(b) + 1:
+                assigned, _ = graph.cluster_assignment(ids, emb)
+                accuracy = metrics.label_accuracy(assigned[train], labels[train])
+                points.append({"answers": answers, "label_accuracy": accuracy,
+                               "clusters": len(graph.components(min_size=2))})
+    return {"strategy": name, "seed": seed, "error_rate": error_rate, "redundancy": redundancy,
+            "aggregate": aggregate, "points": points, "select_ms": 1000 * select_s / t,
+            "wall_s": time.perf_counter() - started}
 
 
 def main(argv: list[str]) -> int:
@@ -276,6 +293,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--strategies", default="random,active,discovery")
     p.add_argument("--error-rates", default="0,0.1")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--redundancy", type=int, default=1, help="answers per grid (independent annotators)")
+    p.add_argument("--aggregates", default="all", help=f"comma-separated, of {AGGREGATES} (see run_strategy)")
     p.add_argument("--max-train-items", type=int, default=10_000)
     p.add_argument("--max-test-items", type=int, default=2_000)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "oracle_experiments")
@@ -286,11 +305,13 @@ def main(argv: list[str]) -> int:
     emb = pca_embedding(data.images)
     train = np.flatnonzero(~data.is_test)
     runs = []
+    variants = [(name, agg) for name in args.strategies.split(",") for agg in args.aggregates.split(",")]
     for e in (float(x) for x in args.error_rates.split(",")):
-        for name in args.strategies.split(","):
+        for name, agg in variants:
             for seed in range(args.seeds):
-                r = run_strategy(name, emb, data.labels, train, budgets, e, seed)
-                log.info("%s error %g seed %d: %s (%.0f ms/selection)", name, e, seed,
+                r = run_strategy(name, emb, data.labels, train, budgets, e, seed, redundancy=args.redundancy,
+                                 aggregate=agg)
+                log.info("%s (%s votes) error %g seed %d: %s (%.0f ms/selection)", name, agg, e, seed,
                          ", ".join(f"{q['answers']}: {q['label_accuracy']:.3f}/{q['clusters']}" for q in r["points"]),
                          r["select_ms"])
                 runs.append(r)
@@ -299,23 +320,26 @@ def main(argv: list[str]) -> int:
         "# Oracle experiments (fixed embedding, no trainer)", "",
         f"Data: `{args.data.name}`, {len(train)} training + {int(data.is_test.sum())} test images; embedding: "
         f"PCA-64 of the pixels; {args.seeds} seeds, mean ± std of the exported labels' accuracy (number of "
-        f"known clusters). Machine: {info['cpu']}, {info['cores']} cores (load average {info['load_average'][0]}); "
+        f"known clusters); each grid answered {args.redundancy} time(s). "
+        f"Machine: {info['cpu']}, {info['cores']} cores (load average {info['load_average'][0]}); "
         f"oracle code {code['oracle']}, graph {code['graph']}.", "",
         "| error | strategy | " + " | ".join(f"T = {b}" for b in budgets) + " | ms per selection |",
         "|---|---|" + "---|" * len(budgets) + "---|",
     ]
     for e in sorted({r["error_rate"] for r in runs}):
-        for name in args.strategies.split(","):
-            rs = [r for r in runs if r["strategy"] == name and r["error_rate"] == e]
+        for name, agg in variants:
+            rs = [r for r in runs if r["strategy"] == name and r["aggregate"] == agg and r["error_rate"] == e]
             cells = []
             for i in range(len(budgets)):
                 acc = np.array([r["points"][i]["label_accuracy"] for r in rs])
                 cl = np.mean([r["points"][i]["clusters"] for r in rs])
                 cells.append(f"{acc.mean():.3f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.3f} ({cl:.0f})")
             ms = np.mean([r["select_ms"] for r in rs])
-            lines.append(f"| {e:g} | {name} | " + " | ".join(cells) + f" | {ms:.0f} |")
+            label = name if agg == "all" else f"{name}, {agg} votes only"
+            lines.append(f"| {e:g} | {label} | " + " | ".join(cells) + f" | {ms:.0f} |")
     lines += ["", f"Reproduce: `python -m bench.oracle_experiments --data {args.data} --budgets {args.budgets} "
-              f"--strategies {args.strategies} --seeds {args.seeds}`", ""]
+              f"--strategies {args.strategies} --seeds {args.seeds} --error-rates {args.error_rates} "
+              f"--redundancy {args.redundancy} --aggregates {args.aggregates}`", ""]
     args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "code": code}, indent=1))
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.label_efficiency_compare import markdown, rows
+from bench.label_efficiency_compare import identical_runs, markdown, rows
 
 
 def _doc(label: float, std: float, knn: float = 0.75) -> dict[str, Any]:
@@ -31,3 +31,16 @@ def test_a_number_outside_the_stated_spread_is_listed() -> None:
     assert not by_metric["knn_accuracy"]["within_stated"] and not by_metric["knn_accuracy"]["within_larger"]
     text = markdown(published, rerun, table, ["a.json", "b.json"])
     assert "**0 of 3**" in text and "| active, error 0 | 300 | label_accuracy | 0.600 ± 0.010 | 0.650 ± 0.060" in text
+
+
+def _runs(*labels: float) -> dict[str, Any]:
+    cell = {"strategy": "active", "error_rate": 0.0}
+    return {"runs": [{"cell": cell, "seed": seed, "curve": [{"answers": 100, "label_accuracy": 0.5},
+                                                             {"answers": 300, "label_accuracy": label}]}
+                     for seed, label in enumerate(labels)]}
+
+
+def test_identical_runs_counts_runs_whose_whole_curve_repeated() -> None:
+    assert identical_runs(_runs(0.7, 0.8), _runs(0.7, 0.8)) == (2, 2)
+    assert identical_runs(_runs(0.7, 0.8), _runs(0.7, 0.81)) == (1, 2)
+    assert identical_runs(_runs(0.7, 0.8), _runs(0.7)) == (1, 1)  # a run the other lacks is not compared

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.oracle_experiments import DiscoveryFirst, pca_embedding, run_strategy
 from pal.graph import KnowledgeGraph
@@ -45,3 +46,14 @@ def test_pca_embedding_keeps_the_requested_dimensions() -> None:
     # Components are uncorrelated and sorted by variance.
     var = emb.var(axis=0)
     assert np.all(np.diff(var) <= 1e-6)
+
+
+def test_redundant_votes_count_as_answers_and_unanimous_equals_all_without_errors() -> None:
+    emb, labels = blobs()
+    train = np.arange(len(labels))
+    runs = [run_strategy("active", emb, labels, train, [20], error_rate=0.0, seed=0, redundancy=3, aggregate=agg)
+            for agg in ("all", "unanimous")]
+    assert [r["points"][0]["answers"] for r in runs] == [21, 21]  # 7 grids of 3 answers
+    assert runs[0]["points"] == runs[1]["points"]
+    with pytest.raises(ValueError, match="aggregate"):
+        run_strategy("active", emb, labels, train, [5], error_rate=0.0, seed=0, aggregate="median")
