@@ -72,6 +72,11 @@ def identical_runs(published: dict[str, Any], rerun: dict[str, Any]) -> tuple[in
     return same, both
 
 
+def _run_minutes(doc: dict[str, Any]) -> str:
+    # The runs' own time: a suite that reused stored runs took seconds itself.
+    return f"{float(doc.get('runs_wall_s', doc.get('wall_s', 0.0))) / 60:.0f}"
+
+
 def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[str, Any]], paths: list[str]) -> str:
     n = len(table)
     same, both = identical_runs(published, rerun)
@@ -80,9 +85,9 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
     lines = [
         "# Label efficiency: reproduction",
         "",
-        f"Table: `{paths[0]}` ({published['machine'].get('cpu', '?')}, suite wall time "
-        f"{published['wall_s'] / 60:.0f} min). Other run of the same command: `{paths[1]}` "
-        f"({rerun['machine'].get('cpu', '?')}, {rerun['wall_s'] / 60:.0f} min). "
+        f"Table: `{paths[0]}` ({published['machine'].get('cpu', '?')}, {_run_minutes(published)} min of run "
+        f"time). Other run of the same command: `{paths[1]}` "
+        f"({rerun['machine'].get('cpu', '?')}, {_run_minutes(rerun)} min). "
         "Written by `python -m bench.label_efficiency_compare`.",
         "",
         f"- Numbers compared (label, kNN and cluster accuracy means, every strategy and T): {n}.",
