@@ -15,8 +15,9 @@ isolate what the oracle's choice of grids is worth.
 Strategies: the server's oracles by name (``random``, ``active``, ``uncertainty``); ``discovery``:
 :class:`DiscoveryFirst`, a prototype that adds an explicit class-discovery phase in front of
 ``active``; and any of them with ``+confirm`` (:class:`ConfirmMerges`: check every merge of two
-known clusters with one grid across them) and/or ``+core`` (:class:`CoreReference`: never show a
-member with a single positive vote as the reference). See the docstrings.
+known clusters with one grid across them), ``+core`` (:class:`CoreReference`: never show a
+member with a single positive vote as the reference) and/or ``+verify`` (:class:`VerifyWeak`:
+re-ask weakly attached members against their cluster's core). See the docstrings.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from bench.label_efficiency import code_fingerprint, load_dataset, machine
 from pal import metrics
 from pal.graph import KnowledgeGraph
 from server.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_oracle
+from server.oracle.base import NoTaskAvailable
 
 log = logging.getLogger("bench.oracle_experiments")
 
@@ -225,6 +227,56 @@ class CoreReference:
         return sum(1 for v in graph.neighbours(item).values() if v > 0)
 
 
+class VerifyWeak:
+    """Prototype: re-ask, eight at a time, the memberships that rest on one "same" vote.
+
+    Under noise most wrong members joined their cluster through one false "same" mark and are never
+    asked about again. Every ``every``-th grid, when some cluster holds at least ``n`` members whose
+    positive support (the sum of their positive pair votes) is at most one vote, this wrapper shows
+    the cluster's best-supported member as the reference and ``n`` of those weak members as the
+    candidates: one answer gives each of them a second, independent vote against the cluster's core
+    (a "different" vote contradicts the weak link, and the graph's min cut drops it). Otherwise the
+    base oracle chooses. Redundancy spent only where the graph is fragile, instead of on every grid."""
+
+    def __init__(self, base: Oracle, every: int = 2) -> None:
+        self.base, self.every = base, every
+        self.name = f"{getattr(base, 'name', 'oracle')}+verify"
+        self.calls = 0
+        self.asked: set[tuple[int, int]] = set()
+
+    def select(self, ctx: OracleContext) -> TaskSpec:
+        self.calls += 1
+        if self.calls % self.every == 0:
+            with ctx.graph.lock:
+                spec = self._verification(ctx.graph, ctx.n_candidates)
+            if spec is not None:
+                return spec
+        for attempt in range(3):
+            try:
+                return self.base.select(ctx)
+            except NoTaskAvailable:
+                # Contradicted links can leave the base oracle's chosen reference with no unknown
+                # relation to any candidate; its next draw takes another reference.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _verification(self, graph: KnowledgeGraph, n: int) -> TaskSpec | None:
+        best: tuple[int, list[int]] | None = None
+        for members in graph.components(min_size=n + 1).values():
+            support = {m: sum(v for v in graph.neighbours(m).values() if v > 0) for m in members}
+            core = max(members, key=lambda m: (support[m], -m))
+            weak = [m for m in members if support[m] <= 1.0 and m != core and (core, m) not in self.asked]
+            if len(weak) >= n and (best is None or len(weak) > len(best[1])):
+                best = (core, weak)
+        if best is None:
+            return None
+        core, weak = best
+        chosen = sorted(weak)[:n]
+        self.asked.update((core, m) for m in chosen)
+        return TaskSpec(reference=int(core), candidates=[int(m) for m in chosen])
+
+
 def make_oracle(name: str) -> Oracle:
     parts = name.split("+")
     oracle: Oracle = DiscoveryFirst() if parts[0] == "discovery" else get_oracle(parts[0])
@@ -233,8 +285,10 @@ def make_oracle(name: str) -> Oracle:
             oracle = ConfirmMerges(oracle)
         elif extra == "core":
             oracle = CoreReference(oracle)
+        elif extra == "verify":
+            oracle = VerifyWeak(oracle)
         else:
-            raise SystemExit(f"unknown strategy modifier +{extra}; use +confirm or +core")
+            raise SystemExit(f"unknown strategy modifier +{extra}; use +confirm, +core or +verify")
     return oracle
 
 

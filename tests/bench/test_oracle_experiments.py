@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.oracle_experiments import DiscoveryFirst, pca_embedding, run_strategy
+from bench.oracle_experiments import DiscoveryFirst, VerifyWeak, pca_embedding, run_strategy
 from pal.graph import KnowledgeGraph
 from server.oracle import OracleCache, OracleContext
 
@@ -57,3 +57,23 @@ def test_redundant_votes_count_as_answers_and_unanimous_equals_all_without_error
     assert runs[0]["points"] == runs[1]["points"]
     with pytest.raises(ValueError, match="aggregate"):
         run_strategy("active", emb, labels, train, [5], error_rate=0.0, seed=0, aggregate="median")
+
+
+def test_verify_weak_reasks_single_vote_members_against_the_core() -> None:
+    emb, _labels = blobs()
+    ids = np.arange(1, len(emb) + 1, dtype=np.int64)
+    graph = KnowledgeGraph()
+    edge = 0
+    for _ in range(3):  # 1 and 2: a core pair with three votes
+        edge += 1
+        graph.add_edge(edge, 1, 2, 1)
+    for member in range(3, 12):  # nine members attached to the core by one vote each
+        edge += 1
+        graph.add_edge(edge, 1, member, 1)
+    oracle = VerifyWeak(DiscoveryFirst(), every=1)
+    ctx = OracleContext(n_candidates=8, item_ids=ids, graph=graph, rng=np.random.default_rng(0), embedding=emb,
+                        embedding_version=1, cache=OracleCache())
+    spec = oracle.select(ctx)
+    assert spec.reference == 1 and spec.candidates == list(range(3, 11))
+    # Asked once: the same pairs are not asked again, and one weak member left is too few for a grid.
+    assert oracle._verification(graph, 8) is None
