@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     oracle_seed: int | None = Field(
         default=None,
         description="Seeds each project's oracle (with the project id) so that the same answers in the same order "
-        "give the same grids: for reproducible benchmarks with one server process. Unset: fresh entropy.",
+        "give the same grids: for reproducible benchmarks with one server process (and graph_refresh_seconds 0). "
+        "Unset: fresh entropy.",
     )
     login_attempts_per_minute: int = Field(default=10, ge=1, description="Failed logins allowed per IP and user.")
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
