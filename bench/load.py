@@ -314,6 +314,27 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+GOAL_ANSWERS_PER_S = 300.0  # with p99 under the bound, on a 2-core machine
+GOAL_RATIO = 0.5  # of the one-INSERT limit
+
+
+def _goals(result: dict[str, Any]) -> str:
+    """The goals, whether this run met them, and (when it did not) the CPU they would take."""
+    rate, ratio = float(result["answer_limit_per_s"] or 0.0), float(result["ratio_to_insert_limit"] or 0.0)
+    text = (f"Goals: at least {GOAL_ANSWERS_PER_S:.0f} answers/s with p99 < "
+            f"{result['config']['p99_bound_ms']:.0f} ms ({'met' if rate >= GOAL_ANSWERS_PER_S else 'NOT met'}: "
+            f"{rate}), and at least {GOAL_RATIO} of the one-INSERT limit "
+            f"({'met' if ratio >= GOAL_RATIO else 'NOT met'}: {ratio}).")
+    s = result["sustained"] or {}
+    if s and rate < GOAL_ANSWERS_PER_S:
+        per = s["cpu_ms_per_ack"]
+        cores = GOAL_ANSWERS_PER_S * (float(per["server"]) + float(per["postgres"])) / 1000.0
+        text += (f" At {per['server']} ms of server CPU and {per['postgres']} ms of PostgreSQL CPU per answer, "
+                 f"{GOAL_ANSWERS_PER_S:.0f} answers/s would take {cores:.1f} cores before the client's share, "
+                 f"on a machine of {result['machine']['cores']}.")
+    return text
+
+
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     m = result["machine"]
     s = result["sustained"] or {}
@@ -389,6 +410,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
                   "slot, the task's count and 8 edges with their foreign-key checks; the server also serves the "
                   "feed consumer's polls. On this machine the one-INSERT endpoint is itself bound by the per-request "
                   "cost of the Python stack, not by PostgreSQL."]
+    lines += ["", _goals(result)]
     lines += ["", "Steps (each step is kept if p99 < "
               f"{result['config']['p99_bound_ms']} ms for every endpoint, errors < 0.1% and acks keep up):", "",
               "| kind | offered/s | try | acked/s | p50 ms | p95 ms | p99 ms | 503 rate | load avg | verdict |",
