@@ -112,7 +112,9 @@ def test_clusters_csv_puts_items_joined_by_matches_in_one_known_cluster(live_ser
 
 
 def test_clusters_csv_propagates_to_unknown_items_through_the_embedding(live_server: LiveServer, db: Session) -> None:
-    admin, annotator, pid, labels = _setup(db)
+    # 60 items: six grids of five touch at most 30, so every class keeps items outside the known
+    # clusters (with 24, a run of random grids could place them all and leave nothing to propagate to).
+    admin, annotator, pid, labels = _setup(db, n_items=60)
     with live_server.client(annotator.token) as client:
         answer_truthfully(client, pid, labels, 6)
     ids, vectors = label_embedding(labels)
