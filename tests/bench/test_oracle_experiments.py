@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.oracle_experiments import DiscoveryFirst, VerifyWeak, pca_embedding, run_strategy
+from bench.oracle_experiments import DiscoveryFirst, RecheckLookalikes, VerifyWeak, pca_embedding, run_strategy
 from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext
+from server.oracle import OracleCache, OracleContext, TaskSpec, get_oracle
+from server.oracle.common import space_for
 
 
 def blobs(n: int = 400, classes: int = 5, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,3 +78,70 @@ def test_verify_weak_reasks_single_vote_members_against_the_core() -> None:
     assert spec.reference == 1 and spec.candidates == list(range(3, 11))
     # Asked once: the same pairs are not asked again, and one weak member left is too few for a grid.
     assert oracle._verification(graph, 8) is None
+
+
+# RecheckLookalikes: items 1-6 form cluster A, 7-11 cluster B (one kind, kept apart by one wrong
+# "different" pair), 12-16 cluster C (another kind); 17-40 are unplaced items of either kind.
+A, B, C = list(range(1, 7)), list(range(7, 12)), list(range(12, 17))
+IDS = np.arange(1, 41, dtype=np.int64)
+
+
+def _two_kinds() -> np.ndarray:
+    rng = np.random.default_rng(1)
+    centres = np.zeros((2, 8), dtype=np.float32)
+    centres[0, 0] = centres[1, 1] = 4.0
+    kinds = np.array([0 if i in A or i in B else 1 if i in C else i % 2 for i in IDS.tolist()])
+    return (centres[kinds] + 0.5 * rng.standard_normal((len(IDS), 8))).astype(np.float32)
+
+
+def _fragmented(negative_pairs: int) -> KnowledgeGraph:
+    g = KnowledgeGraph()
+    edge = 0
+    for cluster in (A, B, C):
+        for m in cluster[1:]:
+            edge += 1
+            g.add_edge(edge, cluster[0], m, 1)
+    for k in range(negative_pairs):
+        edge += 1
+        g.add_edge(edge, A[k], B[k], -1)
+    for a in (A[0], B[0]):
+        edge += 1
+        g.add_edge(edge, a, C[0], -1)
+    return g
+
+
+def _recheck_select(oracle: RecheckLookalikes, g: KnowledgeGraph, n: int = 4, seed: int = 0) -> TaskSpec:
+    ctx = OracleContext(n, IDS, g, np.random.default_rng(seed), embedding=_two_kinds(), embedding_version=1,
+                        cache=OracleCache())
+    return oracle.select(ctx)
+
+
+def test_recheck_asks_look_alike_clusters_kept_apart_by_one_pair_and_the_answers_merge_them() -> None:
+    g, oracle = _fragmented(negative_pairs=1), RecheckLookalikes(get_oracle("active"), every=1)
+    task = _recheck_select(oracle, g)
+    # The larger cluster gives the reference, the other a full grid.
+    assert g.find(task.reference) == g.find(A[0]) and len(task.candidates) == 4 and set(task.candidates) <= set(B)
+    for k, c in enumerate(task.candidates):
+        g.add_edge(1000 + k, task.reference, c, 1)
+    assert len(g.members(A[0])) == len(A) + len(B)
+
+
+def test_recheck_answered_different_is_not_asked_again() -> None:
+    g, oracle = _fragmented(negative_pairs=1), RecheckLookalikes(get_oracle("active"), every=1)
+    task = _recheck_select(oracle, g)
+    for k, c in enumerate(task.candidates):
+        g.add_edge(1000 + k, task.reference, c, -1)
+    assert g.find(A[0]) != g.find(B[0])
+    ctx = OracleContext(4, IDS, g, np.random.default_rng(0), embedding=_two_kinds(), embedding_version=1,
+                        cache=OracleCache())
+    space = space_for(ctx)
+    assert space is not None and oracle._recheck(ctx, space) is None
+
+
+@pytest.mark.parametrize(("negative_pairs", "n"), [(2, 4), (1, 8)])
+def test_no_recheck_for_two_pairs_apart_or_a_cluster_too_small_for_a_full_grid(negative_pairs: int, n: int) -> None:
+    g, oracle = _fragmented(negative_pairs), RecheckLookalikes(get_oracle("active"), every=1)
+    ctx = OracleContext(n, IDS, g, np.random.default_rng(0), embedding=_two_kinds(), embedding_version=1,
+                        cache=OracleCache())
+    space = space_for(ctx)
+    assert space is not None and oracle._recheck(ctx, space) is None
