@@ -300,8 +300,8 @@ class RecheckLookalikes:
     Measured (bench/oracle_experiments_recheck.md, _recheck_r3.md, 6 seeds): better without
     errors (one answer per grid: 0.737 against 0.695 at 300 answers; three answers per grid: 0.748
     against 0.700 at 1,000), no better under noise (10 % errors, one answer: 0.597 against 0.632
-    at 1,000; 20 % errors, three answers: 0.563 against 0.581), all within about one seed spread
-    except the error-free gains. Not in the server for that reason."""
+    at 1,000; 20 % errors, three answers: 0.563 against 0.581). Every difference is about one seed
+    spread or less. Not in the server: it does not help the case it was built for."""
 
     def __init__(self, base: Oracle, every: int = 4, min_size: int = 4, max_clusters: int = 256) -> None:
         self.base, self.every, self.min_size, self.max_clusters = base, every, min_size, max_clusters
@@ -373,6 +373,7 @@ class RecheckLookalikes:
             if len(chosen) == n:
                 break
         return chosen
+
 
 def make_oracle(name: str) -> Oracle:
     parts = name.split("+")
