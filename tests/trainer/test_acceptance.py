@@ -64,13 +64,25 @@ Trainers = list[subprocess.Popen[bytes]]
 
 @pytest.fixture
 def trainers() -> Iterator[Trainers]:
-    """The trainer processes a test started; any still running at teardown (a failed test) is killed."""
+    """The trainer processes a test started; any still running at teardown (a failed test) is killed.
+
+    A test runner started in the background without job control (``pytest &`` in a script, nohup)
+    ignores SIGINT, and an ignored signal stays ignored in every process it starts: the trainers
+    would never see the test's Ctrl-C. While the test runs, SIGINT is Python's usual handler here,
+    so the trainers get the usual one too."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     started: Trainers = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    try:
+        yield started
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def start_trainer(trainers: Trainers, server: LiveServer, token: str, pid: int, checkpoint: Path, log: Path,
