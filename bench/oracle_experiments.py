@@ -325,8 +325,8 @@ class RecheckLookalikes:
         clusters = clusters[: self.max_clusters]
         if len(clusters) < 2:
             return None
-        rows = [space.rows_of(np.asarray(members, dtype=np.int64)) for _, members in clusters]
-        centres = np.stack([space.vec(r).mean(axis=0) for r in rows])  # (C, D)
+        vecs = [space.vec(space.rows_of(np.asarray(members, dtype=np.int64))) for _, members in clusters]
+        centres = np.stack([v.mean(axis=0) for v in vecs])  # (C, D)
         centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
         sims = centres @ centres.T
         np.fill_diagonal(sims, -np.inf)
@@ -338,11 +338,11 @@ class RecheckLookalikes:
             key = frozenset((clusters[i][0], clusters[j][0]))
             if key in self.asked or not self._weakly_separated(graph, clusters[j][1], clusters[i][0]):
                 continue
-            candidates = self._typical(space, clusters[j][1], rows[j], centres[j], ctx.n_candidates)
+            candidates = self._typical(space, clusters[j][1], vecs[j], centres[j], ctx.n_candidates)
             if len(candidates) < ctx.n_candidates:
                 continue
             self.asked.add(key)
-            reference = int(clusters[i][1][int(np.argmax(space.vec(rows[i]) @ centres[i]))])
+            reference = int(clusters[i][1][int(np.argmax(vecs[i] @ centres[i]))])
             order = ctx.rng.permutation(len(candidates))
             return TaskSpec(reference=reference, candidates=[candidates[k] for k in order])
         return None
@@ -360,9 +360,8 @@ class RecheckLookalikes:
         return True
 
     @staticmethod
-    def _typical(space: VectorSpace, members: list[int], rows: np.ndarray, centre: np.ndarray, n: int) -> list[int]:
-        """Up to ``n`` members closest to the centre, skipping near-duplicates of those taken."""
-        vecs = space.vec(rows)
+    def _typical(space: VectorSpace, members: list[int], vecs: np.ndarray, centre: np.ndarray, n: int) -> list[int]:
+        """Up to ``n`` members (rows of ``vecs``) closest to the centre, skipping near-duplicates of those taken."""
         chosen: list[int] = []
         kept: list[np.ndarray] = []
         for k in np.argsort(-(vecs @ centre), kind="stable").tolist():

@@ -7,7 +7,7 @@ import pytest
 
 from bench.oracle_experiments import DiscoveryFirst, RecheckLookalikes, VerifyWeak, pca_embedding, run_strategy
 from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, TaskSpec, get_oracle
+from server.oracle import OracleCache, OracleContext, get_oracle
 from server.oracle.common import space_for
 
 
@@ -110,15 +110,19 @@ def _fragmented(negative_pairs: int) -> KnowledgeGraph:
     return g
 
 
-def _recheck_select(oracle: RecheckLookalikes, g: KnowledgeGraph, n: int = 4, seed: int = 0) -> TaskSpec:
-    ctx = OracleContext(n, IDS, g, np.random.default_rng(seed), embedding=_two_kinds(), embedding_version=1,
-                        cache=OracleCache())
-    return oracle.select(ctx)
+def _recheck_ctx(g: KnowledgeGraph, n: int = 4) -> OracleContext:
+    return OracleContext(n, IDS, g, np.random.default_rng(0), embedding=_two_kinds(), embedding_version=1,
+                         cache=OracleCache())
+
+
+def _no_recheck(oracle: RecheckLookalikes, ctx: OracleContext) -> bool:
+    space = space_for(ctx)
+    return space is not None and oracle._recheck(ctx, space) is None
 
 
 def test_recheck_asks_look_alike_clusters_kept_apart_by_one_pair_and_the_answers_merge_them() -> None:
     g, oracle = _fragmented(negative_pairs=1), RecheckLookalikes(get_oracle("active"), every=1)
-    task = _recheck_select(oracle, g)
+    task = oracle.select(_recheck_ctx(g))
     # The larger cluster gives the reference, the other a full grid.
     assert g.find(task.reference) == g.find(A[0]) and len(task.candidates) == 4 and set(task.candidates) <= set(B)
     for k, c in enumerate(task.candidates):
@@ -128,20 +132,14 @@ def test_recheck_asks_look_alike_clusters_kept_apart_by_one_pair_and_the_answers
 
 def test_recheck_answered_different_is_not_asked_again() -> None:
     g, oracle = _fragmented(negative_pairs=1), RecheckLookalikes(get_oracle("active"), every=1)
-    task = _recheck_select(oracle, g)
+    task = oracle.select(_recheck_ctx(g))
     for k, c in enumerate(task.candidates):
         g.add_edge(1000 + k, task.reference, c, -1)
     assert g.find(A[0]) != g.find(B[0])
-    ctx = OracleContext(4, IDS, g, np.random.default_rng(0), embedding=_two_kinds(), embedding_version=1,
-                        cache=OracleCache())
-    space = space_for(ctx)
-    assert space is not None and oracle._recheck(ctx, space) is None
+    assert _no_recheck(oracle, _recheck_ctx(g))
 
 
 @pytest.mark.parametrize(("negative_pairs", "n"), [(2, 4), (1, 8)])
 def test_no_recheck_for_two_pairs_apart_or_a_cluster_too_small_for_a_full_grid(negative_pairs: int, n: int) -> None:
     g, oracle = _fragmented(negative_pairs), RecheckLookalikes(get_oracle("active"), every=1)
-    ctx = OracleContext(n, IDS, g, np.random.default_rng(0), embedding=_two_kinds(), embedding_version=1,
-                        cache=OracleCache())
-    space = space_for(ctx)
-    assert space is not None and oracle._recheck(ctx, space) is None
+    assert _no_recheck(oracle, _recheck_ctx(g, n))
