@@ -87,6 +87,9 @@ class RunConfig:
     cant_tell_rate: float = 0.0
     redundancy: int = 1
     gold_rate: float = 0.0
+    # Known labels given by the admin before any answer (the paper's loop starts from one known item
+    # per class): this many training items of each class, drawn with the run's seed.
+    known_per_class: int = 0
     n: int = 8
     annotators: int = 4
     # Annotators take turns (one request at a time, a fixed order) and the server's oracle is seeded with
@@ -469,7 +472,8 @@ def code_fingerprint() -> dict[str, str]:
     import hashlib
 
     root = Path(__file__).resolve().parent.parent
-    groups = {"oracle": ["server/oracle/*.py", "server/services/claims.py", "server/services/project_state.py"],
+    groups = {"oracle": ["server/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
+                         "server/services/known_labels.py"],
               "graph": ["pal/graph.py"], "trainer": ["trainer/*.py", "trainer/losses/*.py"],
               "export": ["server/services/export.py"]}
     out = {}
@@ -528,6 +532,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=600)
         project = _create_project(admin, config, data_path)
         ev = EvalSet.build(admin, project, data)
+        known = _give_known_labels(admin, project, ev, config) if config.oracle in SERVER_ORACLES else 0
         trainer_token = _account(admin, "trainer", f"trainer-{uuid.uuid4().hex[:6]}@bench.invalid")[1]
         driver = TrainerDriver(server.url, trainer_token, project, config)
         setup_s = time.perf_counter() - started
@@ -593,6 +598,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "tasks": progress.answers,
             "tasks_issued": progress.tasks_issued,
             "labels_given": progress.labels_given,
+            "known_labels": known,
             "edges_pos": final["edges_pos"],
             "edges_neg": final["edges_neg"],
             "knn_accuracy": final["knn_accuracy"],
@@ -672,6 +678,23 @@ def _create_project(admin: httpx.Client, config: RunConfig, data_path: Path) -> 
     return project
 
 
+def _give_known_labels(admin: httpx.Client, project: int, ev: EvalSet, config: RunConfig) -> int:
+    """Post ``config.known_per_class`` training items of each class as known labels (the admin's
+    route, as a user would); returns how many."""
+    if config.known_per_class <= 0:
+        return 0
+    rng = np.random.default_rng([config.seed, 7])
+    picked = []
+    for label in np.unique(ev.train_labels):
+        pool = ev.train_ids[ev.train_labels == label]
+        chosen = rng.choice(pool, min(config.known_per_class, len(pool)), replace=False)
+        picked += [(int(i), str(label)) for i in chosen]
+    resp = admin.post(f"{API}/projects/{project}/known-labels",
+                      json={"labels": [{"item_id": i, "label": lab} for i, lab in picked]})
+    resp.raise_for_status()
+    return len(picked)
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -686,6 +709,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cant-tell-rate", type=float, default=d.cant_tell_rate)
     p.add_argument("--redundancy", type=int, default=d.redundancy)
     p.add_argument("--gold-rate", type=float, default=d.gold_rate)
+    p.add_argument("--known-per-class", type=int, default=d.known_per_class,
+                   help="training items per class given as known labels before any answer")
     p.add_argument("--n", type=int, default=d.n, help="candidates per grid")
     p.add_argument("--annotators", type=int, default=d.annotators)
     p.add_argument("--at-once", dest="in_turns", action="store_false",
@@ -710,7 +735,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         data=args.data, tasks=args.tasks or 0, oracle=args.oracle, seed=args.seed, out=args.out,
         error_rate=args.error_rate, cant_tell_rate=args.cant_tell_rate, redundancy=args.redundancy,
-        gold_rate=args.gold_rate, n=args.n, annotators=args.annotators, in_turns=args.in_turns,
+        gold_rate=args.gold_rate, known_per_class=args.known_per_class, n=args.n, annotators=args.annotators,
+        in_turns=args.in_turns,
         database_url=args.database_url,
         train_steps=args.train_steps, warmup_steps=args.warmup_steps, rounds=args.rounds,
         schedule=tuple(int(x) for x in args.schedule.split(",")) if args.schedule else None,

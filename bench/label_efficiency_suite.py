@@ -51,6 +51,7 @@ class Cell:
     error_rate: float = 0.0
     redundancy: int = 1
     gold_rate: float = 0.0
+    known: int = 0  # known labels per class, given before any answer
     last: int | None = None  # stop at this many answers (the preset's schedule cut short); None: all of it
 
     def schedule(self, preset: Preset) -> tuple[int, ...]:
@@ -61,6 +62,8 @@ class Cell:
         k = f"{self.strategy}-e{self.error_rate:g}"
         if self.redundancy != 1 or self.gold_rate:
             k += f"-r{self.redundancy}-g{self.gold_rate:g}"
+        if self.known:
+            k += f"-k{self.known}"
         return k
 
     @property
@@ -68,6 +71,8 @@ class Cell:
         t = f"{self.strategy}, error {self.error_rate:g}"
         if self.redundancy != 1 or self.gold_rate:
             t += f", redundancy {self.redundancy}, gold {self.gold_rate:g}"
+        if self.known:
+            t += f", {self.known} known labels per class"
         return t
 
 
@@ -95,8 +100,10 @@ FULL = Preset(
         *(Cell(s, 0.0) for s in MAIN),
         *(Cell(s, 0.1, last=1000) for s in MAIN),
         # The noise design without noise: what redundancy and gold cost by themselves at equal answers.
-        Cell("active", 0.0, redundancy=3, gold_rate=0.1, last=1000),
-        Cell("active", 0.2, last=1000), Cell("active", 0.2, redundancy=3, gold_rate=0.1, last=1000),
+        # Known labels: 3 per class (30 labels), the start the paper's loop assumes; without them noisy
+        # discovery grids miss whole kinds.
+        Cell("active", 0.0, redundancy=3, gold_rate=0.1, known=3, last=1000),
+        Cell("active", 0.2, last=1000), Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000),
     ),
     out_dir=ROOT / "bench",
 )
@@ -113,7 +120,8 @@ def run_config(preset: Preset, cell: Cell, seed: int, data: Path, database_url: 
     schedule = cell.schedule(preset)
     return RunConfig(
         data=data, tasks=schedule[-1], oracle=cell.strategy, seed=seed, error_rate=cell.error_rate,
-        redundancy=cell.redundancy, gold_rate=cell.gold_rate, annotators=max(4, cell.redundancy),
+        redundancy=cell.redundancy, gold_rate=cell.gold_rate, known_per_class=cell.known,
+        annotators=max(4, cell.redundancy),
         schedule=schedule, train_steps=preset.train_steps, warmup_steps=preset.warmup_steps,
         max_train_items=preset.max_train_items, max_test_items=preset.max_test_items, database_url=database_url,
     )

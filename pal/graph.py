@@ -8,8 +8,12 @@ Model
 - Each answer edge votes on an unordered pair with ``sign * weight * reliability(annotator)``.
   A pair's *net* vote is the sum over its live edges, added in edge-id order so that the float
   is the same however the edges arrived. ``net > 0``: a positive pair; ``net < 0``: a negative
-  pair; a tie: no relation. Edges on the losing side of their pair are flagged ``"outvoted"``
-  (``"tied"`` on a tie).
+  pair; a tie: no relation. A pair whose winning side holds less than ``min_agreement`` of its
+  vote weight (default 3/4: a 2-1 split of three annotators) is *split*: no relation either, so
+  that a single wrong mark among redundant answers never joins or separates two items (with
+  20% wrong marks and three answers per grid, a 2-1 majority is wrong one time in five, a
+  unanimous one one time in 65). Edges on the losing side of their pair are flagged
+  ``"outvoted"`` (``"tied"`` on a tie, ``"split"`` on a split pair).
 - *Raw groups* are the connected components of the positive pairs. A raw group with no negative
   pair inside it is one known cluster (a component of the union-find). A raw group with negative
   pairs inside is *conflicted*: it is cut into clusters by :func:`_split_conflicted`, which, for each
@@ -61,6 +65,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 
 EPS = 1e-9
+# Share of a pair's vote weight its winning side needs for the pair to count (see the docstring).
+MIN_AGREEMENT = 0.75
 # Min cuts run on integer capacities: weights are scaled by this and rounded (at least 1).
 _FLOW_SCALE = 1000
 
@@ -84,7 +90,8 @@ class EdgeRecord:
 @dataclass(frozen=True)
 class Contradiction:
     """An edge that the resolved graph disagrees with. ``reason``: ``"outvoted"`` (other answers to
-    the same pair outweigh it), ``"tied"`` (the pair's votes cancel out) or ``"overruled"`` (its pair's
+    the same pair outweigh it), ``"tied"`` (the pair's votes cancel out), ``"split"`` (the
+    pair's votes disagree too much for the pair to count, see ``MIN_AGREEMENT``) or ``"overruled"`` (its pair's
     majority is contradicted by the closure of stronger evidence)."""
 
     edge_id: int
@@ -116,9 +123,17 @@ class KnowledgeGraph:
     weighted majority. Item ids are arbitrary Python ints; an item never mentioned by an edge is a
     singleton cluster of its own."""
 
-    def __init__(self, annotator_weights: Mapping[int, float] | None = None, exact_limit: int = 512) -> None:
+    def __init__(
+        self,
+        annotator_weights: Mapping[int, float] | None = None,
+        exact_limit: int = 512,
+        min_agreement: float = MIN_AGREEMENT,
+    ) -> None:
+        if not 0.5 <= min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be in [0.5, 1], got {min_agreement!r}")
         self.lock = threading.RLock()
         self._annotator_weight: dict[int, float] = dict(annotator_weights or {})
+        self.min_agreement = min_agreement
         # Conflicted groups up to this many items are resolved exactly (order-free); larger ones
         # locally, as edges arrive (see the module docstring).
         self.exact_limit = exact_limit
@@ -388,10 +403,13 @@ class KnowledgeGraph:
         out: list[Contradiction] = []
         for key in self._contested:
             s = _sign(self._net[key])
+            if s == 0:
+                raw = sum(self._edges[i].sign * self._eff_weight(self._edges[i]) for i in self._pair_edges[key])
+                reason = "tied" if abs(raw) <= EPS else "split"
             for i in self._pair_edges[key]:
                 e = self._edges[i]
                 if s == 0:
-                    out.append(Contradiction(i, e.src, e.dst, e.sign, "tied"))
+                    out.append(Contradiction(i, e.src, e.dst, e.sign, reason))
                 elif e.sign != s:
                     out.append(Contradiction(i, e.src, e.dst, e.sign, "outvoted"))
         for key, net in self._net.items():
@@ -419,8 +437,13 @@ class KnowledgeGraph:
 
     @_locked
     def pair_votes(self, a: int, b: int) -> float:
-        """Net weighted vote on the pair (positive: same); 0.0 when never asked."""
+        """Net weighted vote on the pair (positive: same); 0.0 when never asked, tied or split."""
         return self._net.get(_pair(a, b), 0.0)
+
+    @_locked
+    def pair_asked(self, a: int, b: int) -> bool:
+        """The pair has live edges (answered, whatever their votes say)."""
+        return _pair(a, b) in self._pair_edges
 
     @_locked
     def neighbours(self, item: int) -> dict[int, float]:
@@ -634,12 +657,18 @@ class KnowledgeGraph:
         return e.weight * self._annotator_weight.get(e.annotator, 1.0)
 
     def _pair_net(self, key: Pair) -> float:
+        """The pair's net vote, 0.0 when it is tied or split (see ``min_agreement``)."""
         # Summed in edge-id order: the same float whatever order the edges came in.
-        total = 0.0
+        net = mass = 0.0
         for i in self._pair_edges.get(key, ()):
             e = self._edges[i]
-            total += e.sign * self._eff_weight(e)
-        return total
+            w = self._eff_weight(e)
+            net += e.sign * w
+            mass += w
+        # Winning share = (mass + |net|) / (2 mass).
+        if mass + abs(net) < 2.0 * self.min_agreement * mass - EPS:
+            return 0.0
+        return net
 
     def _set_contested(self, key: Pair, net: float) -> None:
         ids = self._pair_edges.get(key, ())

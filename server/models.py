@@ -162,6 +162,20 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
 
 
+class KnownLabel(Base):
+    """A label an admin knows for one item (the paper's loop starts from one known item per
+    class). Each becomes weighted edges to other known items (see ``services.known_labels``);
+    admin-only, never shown to annotators."""
+
+    __tablename__ = "known_labels"
+
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(sa.ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(200))
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+
+
 class Task(Base):
     """A served query: one reference and n candidates, answered by ``redundancy`` annotators.
     Budget is charged once, when the task is issued."""

@@ -153,6 +153,28 @@ class ImportReport(BaseModel):
     total_items: int
 
 
+class KnownLabelIn(Strict):
+    item_id: int = Field(ge=1)
+    label: str = Field(min_length=1, max_length=200)
+
+
+class KnownLabelsIn(Strict):
+    labels: list[KnownLabelIn] = Field(min_length=1, max_length=10_000)
+
+
+class KnownLabelsReport(BaseModel):
+    added: int = Field(description="Items whose label was stored now.")
+    unchanged: int = Field(description="Items that already had this label.")
+    edges: int = Field(description="Edges written between known items.")
+    total: int = Field(description="Known labels of the project.")
+
+
+class KnownLabelPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    item_id: int
+    label: str
+
+
 class ImportFromPath(Strict):
     path: str = Field(min_length=1, max_length=4000, description="Relative to the server's import root.")
 

@@ -85,10 +85,12 @@ class MatchRateTracker:
             return  # scoring is cheap but not free: batch it
         keep: deque[tuple[int, int, bool]] = deque(maxlen=self._pending.maxlen)
         for ref, cand, likely in self._pending:
-            votes = graph.pair_votes(ref, cand)
-            if votes == 0.0:
+            if not graph.pair_asked(ref, cand):
                 keep.append((ref, cand, likely))
                 continue
+            votes = graph.pair_votes(ref, cand)
+            if votes == 0.0:
+                continue  # tied or split: no outcome to count
             # Exponential forgetting: the embedding improves, old rates go stale.
             self._hits[likely] = 0.995 * self._hits[likely] + (1.0 if votes > 0 else 0.0)
             self._total[likely] = 0.995 * self._total[likely] + 1.0
@@ -129,7 +131,7 @@ class DiscoveryTracker:
     def update(self, graph: KnowledgeGraph) -> None:
         keep = []
         for ref, members, neighbours in self._pending:
-            if all(graph.pair_votes(ref, c) == 0.0 for c in members + neighbours):
+            if not any(graph.pair_asked(ref, c) for c in members + neighbours):
                 keep.append((ref, members, neighbours))  # not answered yet
                 continue
             new_kind = all(graph.relation(ref, m) < 0 for m in members) and any(

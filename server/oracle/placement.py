@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from server.oracle.base import OracleContext
-from server.oracle.common import GridBuilder, SampleView
+from server.oracle.common import GridBuilder, SampleView, typical_exemplar
 
 
 def most_contested(view: SampleView, rng: np.random.Generator) -> int:
@@ -26,7 +26,7 @@ def most_contested(view: SampleView, rng: np.random.Generator) -> int:
 
 
 def contest_grid(ctx: OracleContext, view: SampleView, i: int, anchor_slots: int | None = None) -> GridBuilder:
-    """Reference: sampled item ``i``. Candidates: one member of each of its best allowed anchors
+    """Reference: sampled item ``i``. Candidates: the typical member of each of its best allowed anchors
     (at most ``anchor_slots``; builder kind False), then its nearest neighbours whose relation to
     it is unknown (kind True)."""
     space = view.space
@@ -38,12 +38,10 @@ def contest_grid(ctx: OracleContext, view: SampleView, i: int, anchor_slots: int
     for a in np.argsort(-scores, kind="stable").tolist():
         if not np.isfinite(scores[a]) or builder.full or len(builder.items) >= slots:
             break
-        ex = view.anchor_exemplars(a)
-        order = np.argsort(-(space.vec(ex) @ ref_vec), kind="stable")
-        # Cluster representatives are cannot-linked to each other by design: relaxed pass.
-        for row in ex[order].tolist():
-            if builder.offer(int(space.ids_of(np.asarray([row]))[0]), int(row), False, strict=False):
-                break
+        # The cluster's most typical member, not the one most like the reference (a stray). Cluster
+        # representatives are cannot-linked to each other by design: relaxed pass.
+        row = typical_exemplar(view, a, ctx.graph)
+        builder.offer(int(space.ids_of(np.asarray([row]))[0]), row, False, strict=False)
     if not builder.full:
         rows, _ = space.search(ref_vec[None, :], 4 * ctx.n_candidates + 1, view.block)
         near = rows[0][rows[0] != view.rows[i]]

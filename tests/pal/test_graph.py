@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,8 +122,25 @@ def test_contradiction_weak_bridge_is_cut_by_stronger_negatives() -> None:
 
 
 def test_contradiction_disagreeing_votes_resolved_by_majority() -> None:
-    g = _graph((1, 2, 1), (1, 2, 1), (1, 2, -1))
+    g = _graph((1, 2, 1), (1, 2, 1), (1, 2, 1), (1, 2, -1))
+    assert g.relation(1, 2) == 1 and [(c.edge_id, c.reason) for c in g.contradictions()] == [(4, "outvoted")]
+
+
+def test_split_votes_leave_pair_unknown_until_agreement_is_reached() -> None:
+    g = _graph((1, 2, 1), (1, 2, 1), (1, 2, -1))  # 2 against 1: 2/3 < 3/4 of the weight
+    assert g.relation(1, 2) == 0 and g.pair_votes(1, 2) == 0.0 and g.pair_asked(1, 2)
+    assert [(c.edge_id, c.reason) for c in g.contradictions()] == [(1, "split"), (2, "split"), (3, "split")]
+    assert g.components() == {}
+    g.add_edge(4, 1, 2, 1)  # 3 against 1: exactly 3/4
     assert g.relation(1, 2) == 1 and [(c.edge_id, c.reason) for c in g.contradictions()] == [(3, "outvoted")]
+
+
+def test_plain_majority_when_min_agreement_is_one_half() -> None:
+    g = KnowledgeGraph(min_agreement=0.5)
+    g.add_edges([(1, 1, 2, 1), (2, 1, 2, 1), (3, 1, 2, -1)])
+    assert g.relation(1, 2) == 1 and not g.pair_asked(1, 3)
+    with pytest.raises(ValueError, match="min_agreement"):
+        KnowledgeGraph(min_agreement=0.4)
 
 
 def test_contradiction_tied_votes_leave_pair_unknown() -> None:
@@ -136,7 +154,7 @@ def test_contradiction_edges_are_kept_not_deleted() -> None:
 
 
 def test_annotator_weight_decides_majority() -> None:
-    g = KnowledgeGraph()
+    g = KnowledgeGraph(min_agreement=0.5)
     g.add_edge(1, 1, 2, 1, annotator=10)
     g.add_edge(2, 1, 2, -1, annotator=20)
     g.add_edge(3, 1, 2, -1, annotator=20)

@@ -113,12 +113,12 @@ def test_relation_cannot_link_spreads_to_whole_components() -> None:
 
 
 def test_relation_follows_the_graph_majority_vote() -> None:
-    snap = snapshot(store_of(ans(1, 10, 11, 1, 2.0), ans(2, 11, 10, -1, 1.0)), IDS)
+    snap = snapshot(store_of(ans(1, 10, 11, 1, 3.0), ans(2, 11, 10, -1, 1.0)), IDS)
     assert relation(snap, np.array([0]), np.array([1])).item() == 1.0
 
 
 def test_snapshot_outvoted_asserted_edge_is_not_sampled() -> None:
-    snap = snapshot(store_of(ans(1, 10, 11, 1, 1.0), ans(2, 11, 10, -1, 2.0)), IDS)
+    snap = snapshot(store_of(ans(1, 10, 11, 1, 1.0), ans(2, 11, 10, -1, 3.0)), IDS)
     assert not snap.has_positives and snap.negatives.tolist() == [[1, 0]]
 
 
