@@ -118,11 +118,15 @@ PRESETS = {"full": FULL, "quick": QUICK}
 
 def run_config(preset: Preset, cell: Cell, seed: int, data: Path, database_url: str | None) -> RunConfig:
     schedule = cell.schedule(preset)
+    # A cell cut short keeps the preset's steps per round, so that at every T every strategy has had
+    # the same compute (not the preset's total spread over fewer rounds).
+    per_round = (preset.train_steps - preset.warmup_steps) // len(preset.schedule)
     return RunConfig(
         data=data, tasks=schedule[-1], oracle=cell.strategy, seed=seed, error_rate=cell.error_rate,
         redundancy=cell.redundancy, gold_rate=cell.gold_rate, known_per_class=cell.known,
         annotators=max(4, cell.redundancy),
-        schedule=schedule, train_steps=preset.train_steps, warmup_steps=preset.warmup_steps,
+        schedule=schedule, train_steps=preset.warmup_steps + per_round * len(schedule),
+        warmup_steps=preset.warmup_steps,
         max_train_items=preset.max_train_items, max_test_items=preset.max_test_items, database_url=database_url,
     )
 

@@ -20,6 +20,10 @@ member with a single positive vote as the reference) and/or ``+verify`` (:class:
 re-ask weakly attached members against their cluster's core) and/or ``+recheck``
 (:class:`RecheckLookalikes`: ask again, with one full grid, whether two look-alike clusters kept
 apart by a single pair are one kind). See the docstrings.
+
+``--known-per-class K`` gives K training items of each class as known labels before the first
+grid, as the server does with ``POST /projects/{id}/known-labels``
+(:func:`known_label_edges`: the same edges and weights).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from server.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_orac
 from server.oracle.base import NoTaskAvailable
 from server.oracle.common import space_for
 from server.oracle.neighbours import VectorSpace
+from server.services.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
 
 log = logging.getLogger("bench.oracle_experiments")
 
@@ -394,9 +399,33 @@ def make_oracle(name: str) -> Oracle:
 AGGREGATES = ("all", "unanimous")
 
 
+def known_label_edges(known: dict[int, Any]) -> list[tuple[int, int, int, float]]:
+    """``(src, dst, sign, weight)`` for known labels ``{item id: label}`` given in this order,
+    with the server's rule (:mod:`server.services.known_labels`)."""
+    by_label: dict[Any, list[int]] = {}
+    out = []
+    for item, label in known.items():
+        for other_label, items in by_label.items():
+            for other in items[:PAIRS_PER_LABEL]:
+                out.append((other, item, 1 if other_label == label else -1, KNOWN_LABEL_WEIGHT))
+        by_label.setdefault(label, []).append(item)
+    return out
+
+
+def pick_known(labels: np.ndarray, train: np.ndarray, per_class: int, seed: int) -> dict[int, int]:
+    """``{item id: label}``: ``per_class`` training items of each class (ids are rows + 1)."""
+    rng = np.random.default_rng([seed, 7])
+    known: dict[int, int] = {}
+    for c in np.unique(labels[train]):
+        pool = train[labels[train] == c]
+        for row in rng.choice(pool, min(per_class, len(pool)), replace=False).tolist():
+            known[int(row) + 1] = int(c)
+    return known
+
+
 def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarray, budgets: list[int],
                  error_rate: float, seed: int, n: int = 8, redundancy: int = 1,
-                 aggregate: str = "all") -> dict[str, Any]:
+                 aggregate: str = "all", known_per_class: int = 0) -> dict[str, Any]:
     """Answers until ``budgets[-1]``: each grid answered ``redundancy`` times (annotators 1..r, marks
     flipped independently); ``aggregate`` "all" feeds every vote to the graph (what the server does),
     "unanimous" drops the pairs the r votes disagree on (an experiment: split pairs attach no one)."""
@@ -407,7 +436,10 @@ def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarr
     oracle = make_oracle(name)
     rng = np.random.default_rng([seed, 11])
     edge_id = answers = t = 0
-    points = []
+    for src, dst, sign, weight in known_label_edges(pick_known(labels, train, known_per_class, seed)):
+        edge_id += 1
+        graph.add_edge(edge_id, src, dst, sign, weight)
+    points: list[dict[str, Any]] = []
     started = time.perf_counter()
     select_s = 0.0
     while answers < budgets[-1]:
@@ -434,8 +466,8 @@ def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarr
             points.append({"answers": answers, "label_accuracy": accuracy,
                            "clusters": len(graph.components(min_size=2))})
     return {"strategy": name, "seed": seed, "error_rate": error_rate, "redundancy": redundancy,
-            "aggregate": aggregate, "points": points, "select_ms": 1000 * select_s / t,
-            "wall_s": time.perf_counter() - started}
+            "known_per_class": known_per_class, "aggregate": aggregate, "points": points,
+            "select_ms": 1000 * select_s / t, "wall_s": time.perf_counter() - started}
 
 
 def main(argv: list[str]) -> int:
@@ -447,6 +479,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--redundancy", type=int, default=1, help="answers per grid (independent annotators)")
     p.add_argument("--aggregates", default="all", help=f"comma-separated, of {AGGREGATES} (see run_strategy)")
+    p.add_argument("--known-per-class", type=int, default=0, help="known labels per class, given before any grid")
     p.add_argument("--max-train-items", type=int, default=10_000)
     p.add_argument("--max-test-items", type=int, default=2_000)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "oracle_experiments")
@@ -462,7 +495,7 @@ def main(argv: list[str]) -> int:
         for name, agg in variants:
             for seed in range(args.seeds):
                 r = run_strategy(name, emb, data.labels, train, budgets, e, seed, redundancy=args.redundancy,
-                                 aggregate=agg)
+                                 aggregate=agg, known_per_class=args.known_per_class)
                 log.info("%s (%s votes) error %g seed %d: %s (%.0f ms/selection)", name, agg, e, seed,
                          ", ".join(f"{q['answers']}: {q['label_accuracy']:.3f}/{q['clusters']}" for q in r["points"]),
                          r["select_ms"])
@@ -472,7 +505,8 @@ def main(argv: list[str]) -> int:
         "# Oracle experiments (fixed embedding, no trainer)", "",
         f"Data: `{args.data.name}`, {len(train)} training + {int(data.is_test.sum())} test images; embedding: "
         f"PCA-64 of the pixels; {args.seeds} seeds, mean ± std of the exported labels' accuracy (number of "
-        f"known clusters); each grid answered {args.redundancy} time(s). "
+        f"known clusters); each grid answered {args.redundancy} time(s); "
+        f"{args.known_per_class} known label(s) per class. "
         f"Machine: {info['cpu']}, {info['cores']} cores (load average {info['load_average'][0]}); "
         f"oracle code {code['oracle']}, graph {code['graph']}.", "",
         "| error | strategy | " + " | ".join(f"T = {b}" for b in budgets) + " | ms per selection |",
@@ -491,7 +525,8 @@ def main(argv: list[str]) -> int:
             lines.append(f"| {e:g} | {label} | " + " | ".join(cells) + f" | {ms:.0f} |")
     lines += ["", f"Reproduce: `python -m bench.oracle_experiments --data {args.data} --budgets {args.budgets} "
               f"--strategies {args.strategies} --seeds {args.seeds} --error-rates {args.error_rates} "
-              f"--redundancy {args.redundancy} --aggregates {args.aggregates}`", ""]
+              f"--redundancy {args.redundancy} --aggregates {args.aggregates} "
+              f"--known-per-class {args.known_per_class}`", ""]
     args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "code": code}, indent=1))
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

@@ -97,6 +97,26 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("known-labels")
+def cmd_known_labels(args: argparse.Namespace) -> int:
+    from server.admin import find_project
+    from server.errors import ApiError
+    from server.services.known_labels import add_known_labels
+    from server.services.known_labels_csv import parse_known_labels
+
+    text = Path(args.csv).read_text(encoding="utf-8")
+    with _db_session() as db:
+        project = find_project(db, args.project)
+        try:
+            report = add_known_labels(db, project.id, parse_known_labels(db, project.id, text), None)
+        except ApiError as exc:
+            print(f"pal known-labels: {exc.message}", file=sys.stderr)
+            return 2
+    print(f"known labels: {report.added} added, {report.unchanged} unchanged, {report.edges} edges, "
+          f"{report.total} in the project")
+    return 0
+
+
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     from pal.demo import run_demo
@@ -164,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", required=True, help="project id or name")
     p.add_argument("path")
     p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("known-labels", help="give known labels (CSV: item_id or source, label) to a project")
+    p.add_argument("--project", required=True, help="project id or name")
+    p.add_argument("csv", help="CSV file with a label column and an item_id or source column")
 
     p = sub.add_parser("demo", help="one command: database, demo data, server and trainer")
     p.add_argument("--host", default="127.0.0.1")

@@ -143,3 +143,16 @@ def test_recheck_answered_different_is_not_asked_again() -> None:
 def test_no_recheck_for_two_pairs_apart_or_a_cluster_too_small_for_a_full_grid(negative_pairs: int, n: int) -> None:
     g, oracle = _fragmented(negative_pairs), RecheckLookalikes(get_oracle("active"), every=1)
     assert _no_recheck(oracle, _recheck_ctx(g, n))
+
+
+def test_known_label_edges_follow_the_servers_rule() -> None:
+    from bench.oracle_experiments import known_label_edges, pick_known
+    from server.services.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
+
+    edges = known_label_edges({1: "a", 2: "a", 3: "b"})
+    assert edges == [(1, 2, 1, KNOWN_LABEL_WEIGHT), (1, 3, -1, KNOWN_LABEL_WEIGHT), (2, 3, -1, KNOWN_LABEL_WEIGHT)]
+    many = known_label_edges({i: "a" for i in range(1, 10)} | {10: "b"})
+    assert sum(1 for e in many if 10 in e[:2]) == PAIRS_PER_LABEL  # linked to a few items per label, not all
+    labels = np.repeat(np.arange(3), 5)
+    known = pick_known(labels, np.arange(12), 2, seed=0)  # rows 12-14 are not training rows
+    assert len(known) == 6 and all(labels[i - 1] == c and i - 1 < 12 for i, c in known.items())

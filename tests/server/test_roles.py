@@ -42,6 +42,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/api/v1/projects/{project_id}/imports/path"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/known-labels"): ADMIN,
     ("POST", "/api/v1/projects/{project_id}/known-labels"): ADMIN,
+    ("POST", "/api/v1/projects/{project_id}/known-labels/file"): ADMIN,
     ("GET", "/api/v1/items/{item_id}/image"): AUTHENTICATED,
     ("GET", "/api/v1/projects/{project_id}/items"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/items/pixels"): TRAIN,

@@ -149,3 +149,34 @@ def test_admin_downloads_every_export_from_the_dashboard(
     vectors = np.load(io.BytesIO(files["embeddings.npy"]), allow_pickle=False)
     index = list(csv.reader(io.StringIO(files["embedding_index.csv"].decode())))
     assert vectors.shape == (40, 4) and len(index) - 1 == 40
+
+
+def test_admin_uploads_known_labels_from_the_dashboard(
+    open_context: Callable[..., Watched], web_db: Session, web_server: LiveServer, tmp_path: Path,
+) -> None:
+    admin = make_user(web_db, "admin")
+    pid = make_project(web_db, n_items=8)
+    rows = web_db.execute(sa.select(models.Item.id, models.Item.source).where(models.Item.project_id == pid)
+                          .order_by(models.Item.id)).all()
+    good, bad = tmp_path / "known.csv", tmp_path / "bad.csv"
+    good.write_text("source,label\n" + "".join(f"{s},{'boot' if k < 2 else 'sandal'}\n"
+                                               for k, (_, s) in enumerate(rows[:4])))
+    bad.write_text(f"source,label\n{rows[5].source},boot\nnot-imported.png,boot\n")
+    ctx = open_context()
+    ctx.login(admin.email)
+    page = ctx.page()
+    page.goto(f"/admin/projects/{pid}")
+    page.set_input_files("#known-file", str(bad))
+    page.click("#btn-known")
+    page.wait_for_function("() => document.getElementById('known-result').textContent.startsWith('Nothing stored')")
+    assert "line 3" in page.locator("#known-result").inner_text()
+    page.set_input_files("#known-file", str(good))
+    page.click("#btn-known")
+    page.wait_for_function("() => document.getElementById('known-result').textContent.startsWith('Added 4')")
+    web_db.expire_all()
+    stored = dict(web_db.execute(sa.select(models.KnownLabel.item_id, models.KnownLabel.label).where(
+        models.KnownLabel.project_id == pid)).tuples().all())
+    assert stored == {i: ("boot" if k < 2 else "sandal") for k, (i, _) in enumerate(rows[:4])}
+    page.reload()
+    page.wait_for_function("() => document.getElementById('known-result').textContent === "
+                           "'4 known labels of 2 kinds.'")

@@ -156,3 +156,22 @@ def test_concurrent_conflicting_posts_store_exactly_one_label(live_server: LiveS
     assert sorted(results) == [201, 201, 201, 409, 409, 409]
     # The winner's edges once: 4 items of one label, every pair once.
     assert len(_edges(db, pid)) == 4 * 3 // 2
+
+
+def test_a_csv_upload_stores_its_labels_or_nothing(live_server: LiveServer, db: Session) -> None:
+    admin = make_user(db, "admin")
+    pid = make_project(db, n_items=6)
+    rows = db.execute(sa.select(models.Item.id, models.Item.source).where(models.Item.project_id == pid)
+                      .order_by(models.Item.id)).all()
+    good = "source,label\n" + "".join(f"{s},{'a' if k % 2 else 'b'}\n" for k, (_, s) in enumerate(rows[:4]))
+    bad = f"source,label\n{rows[4].source},a\nmissing.png,b\n"
+    url = f"/api/v1/projects/{pid}/known-labels/file"
+    with live_server.client(admin.token) as client:
+        ok = client.post(url, files={"file": ("known.csv", good.encode(), "text/csv")})
+        rejected = client.post(url, files={"file": ("bad.csv", bad.encode(), "text/csv")})
+        binary = client.post(url, files={"file": ("x.csv", b"\xff\xfe\x00bad", "text/csv")})
+        listed = client.get(f"/api/v1/projects/{pid}/known-labels").json()
+    assert ok.status_code == 201 and ok.json()["added"] == 4
+    assert rejected.status_code == 422 and rejected.json()["error"]["fields"][0]["field"] == "line 3"
+    assert binary.status_code == 422 and binary.json()["error"]["fields"][0]["field"] == "file"
+    assert sorted(k["item_id"] for k in listed) == sorted(i for i, _ in rows[:4])

@@ -256,6 +256,36 @@ function wireImport() {
   });
 }
 
+function wireKnownLabels() {
+  const out = $("known-result");
+  const show = async () => {
+    const known = await api("GET", `projects/${pid}/known-labels`);
+    const kinds = new Set(known.map((k) => k.label)).size;
+    if (known.length) out.textContent = `${fmtInt(known.length)} known labels of ${fmtInt(kinds)} kinds.`;
+  };
+  show().catch(() => {});
+  $("known-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = $("known-file").files[0];
+    if (!file) {
+      out.textContent = "Choose a CSV file first.";
+      return;
+    }
+    const data = new FormData();
+    data.append("file", file);
+    $("btn-known").disabled = true;
+    out.textContent = `Reading ${file.name}…`;
+    try {
+      const report = await api("POST", `projects/${pid}/known-labels/file`, data);
+      out.textContent = `Added ${fmtInt(report.added)} known labels (${fmtInt(report.unchanged)} already known); the project has ${fmtInt(report.total)}.`;
+    } catch (err) {
+      out.textContent = `Nothing stored: ${err.message}`;
+    } finally {
+      $("btn-known").disabled = false;
+    }
+  });
+}
+
 // ------------------------------------------------------------------ cluster browser
 
 const browser = { root: null, offset: 0, size: 0, known: -1, lastList: 0 };
@@ -310,5 +340,6 @@ wirePause();
 wireSettings();
 wireInvite();
 wireImport();
+wireKnownLabels();
 wireClusters();
 pollLoop();

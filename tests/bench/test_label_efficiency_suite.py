@@ -1,0 +1,34 @@
+"""The suite's run configurations: equal compute at every T, and cells named after their design."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.label_efficiency_suite import FULL, QUICK, Cell, run_config
+
+
+def _steps_after(config_schedule: tuple[int, ...], train_steps: int, warmup: int) -> list[int]:
+    per_round = (train_steps - warmup) // len(config_schedule)
+    return [warmup + per_round * (k + 1) for k in range(len(config_schedule))]
+
+
+def test_a_cell_cut_short_has_the_same_steps_at_every_answer_count() -> None:
+    full = run_config(FULL, Cell("active"), 0, Path("d.npz"), None)
+    short = run_config(FULL, Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000), 0, Path("d.npz"),
+                       None)
+    assert full.schedule == (100, 300, 1000, 3000) and short.schedule == (100, 300, 1000)
+    full_steps = _steps_after(full.schedule, full.train_steps, full.warmup_steps)
+    short_steps = _steps_after(short.schedule, short.train_steps, short.warmup_steps)
+    assert short_steps == full_steps[:3] == [300, 450, 600]
+    assert (short.redundancy, short.gold_rate, short.known_per_class, short.annotators) == (3, 0.1, 3, 4)
+
+
+def test_cells_are_named_after_their_design() -> None:
+    cell = Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000)
+    assert cell.key == "active-e0.2-r3-g0.1-k3"
+    assert cell.title == "active, error 0.2, redundancy 3, gold 0.1, 3 known labels per class"
+    assert Cell("random", 0.1).key == "random-e0.1" and Cell("random", 0.1).title == "random, error 0.1"
+    # The noise comparison: the same design with and without wrong marks.
+    noisy = [c for c in FULL.cells if c.redundancy > 1]
+    assert {(c.error_rate, c.known) for c in noisy} == {(0.0, 3), (0.2, 3)}
+    assert all(c.known == 0 for c in QUICK.cells)
