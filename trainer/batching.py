@@ -15,9 +15,11 @@
   by what the graph knows: + when the two items are the same item or share a cluster, - when
   their clusters are cannot-linked, 0 otherwise.
 
-Edge weights act through the knowledge graph's votes and through sampling (an asserted edge is
-drawn in proportion to its weight); the batch graph itself is +1/-1/0, since a pair drawn from
-the closure has no weight of its own.
+Edge weights act through the knowledge graph's votes and through sampling: an asserted edge is
+drawn in proportion to its weight capped at 1, so an edge worth several answers (a known label's)
+decides its pair's vote but is not drawn more often than an answer's (thirty known items would
+otherwise fill most of the early batches). The batch graph itself is +1/-1/0, since a pair drawn
+from the closure has no weight of its own.
 """
 
 from __future__ import annotations
@@ -263,7 +265,8 @@ class PairSampler:
         return n - human, human - negative, negative
 
     def _weighted(self, weights: np.ndarray, k: int) -> np.ndarray:
-        return self.rng.choice(len(weights), size=k, p=weights / weights.sum())
+        capped = np.minimum(weights, 1.0)
+        return self.rng.choice(len(weights), size=k, p=capped / capped.sum())
 
     def _positive_pairs(self, snap: GraphSnapshot, k: int) -> np.ndarray:
         from_closure = self.rng.random(k) < self.mix.closure_fraction if snap.components else np.zeros(k, bool)

@@ -194,3 +194,13 @@ def test_sampler_rejects_batch_of_one() -> None:
 
 def _rows(batch: object) -> tuple[list[int], list[int]]:
     return batch.rows_a.tolist(), batch.rows_b.tolist()  # type: ignore[attr-defined]
+
+
+def test_sampler_draws_a_heavy_edge_no_more_often_than_an_answer() -> None:
+    # A known label's edge (weight 5) decides its pair's vote but is not drawn five times as often.
+    snap = snapshot(store_of(ans(1, 10, 11, 1, 5.0), ans(2, 12, 13, 1), ans(3, 14, 15, 1)), IDS)
+    sampler = PairSampler(20, 30, MixSettings(human_fraction=1.0, closure_fraction=0.0), seed=3)
+    drawn = [tuple(sorted(p)) for _ in range(100)
+             for p in zip(*_rows(sampler.sample(snap, use_negatives=False)), strict=True)]
+    heavy = sum(p == (0, 1) for p in drawn) / len(drawn)
+    assert 0.28 < heavy < 0.39  # about a third, not 5/7
