@@ -239,6 +239,29 @@ def active_vs_random(preset: Preset, agg: dict[str, Any]) -> list[dict[str, Any]
     return rows
 
 
+def noise_cost(preset: Preset, agg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Label accuracy lost to wrong marks: each noisy cell against the cell with the same design
+    (strategy, redundancy, gold, known labels) and no errors, at every T both reached."""
+    rows = []
+    for key, cell in agg.items():
+        c = cell["cell"]
+        if c["error_rate"] <= max(MAIN_ERRORS) or c["strategy"] == "ssl":
+            continue
+        for base_key, base in agg.items():
+            b = base["cell"]
+            if b["error_rate"] != 0 or any(b[f] != c[f] for f in ("strategy", "redundancy", "gold_rate", "known")):
+                continue
+            for t in preset.schedule:
+                if str(t) not in cell["points"] or str(t) not in base["points"]:
+                    continue
+                sn, s0 = cell["points"][str(t)]["label_accuracy"], base["points"][str(t)]["label_accuracy"]
+                rows.append({"design": base["title"].replace(", error 0", ""), "error_rate": c["error_rate"],
+                             "answers": t, "error_free": s0["mean"], "noisy": sn["mean"],
+                             "loss": s0["mean"] - sn["mean"], "spread": max(s0["std"], sn["std"]),
+                             "noisy_key": key, "error_free_key": base_key})
+    return rows
+
+
 def answers_to_reach(preset: Preset, agg: dict[str, Any], key: str, target: float) -> float | None:
     """Answers at which the mean label-accuracy curve of ``key`` first reaches ``target``, by linear
     interpolation in log(answers) between schedule points (None: not reached in the schedule)."""
@@ -404,8 +427,19 @@ def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name:
             cell = agg[key]
             lines.append(f"| {cell['title']} | " + " | ".join(_noise_entry(cell, t) for t in ts) + " |")
         lines += ["", "T counts answers; with redundancy 3 each task is answered three times, so T answers are "
-                  "T / 3 tasks. Gold controls are recorded per annotator; the graph resolves each pair by "
-                  "the majority of its votes."]
+                  "T / 3 tasks. Gold controls are recorded per annotator; the graph counts a pair only when at "
+                  "least 3/4 of its vote weight agrees (a 2-1 split of three answers is left unknown). Known "
+                  "labels: that many training items of each class, drawn with the run's seed, given through "
+                  "`POST /projects/{id}/known-labels` before the first answer (the same items with and without "
+                  "errors)."]
+        cost = doc.get("noise_cost") or []
+        if cost:
+            lines += ["", "### What the wrong marks cost (label accuracy, same design without errors)", "",
+                      "| design | error | T | error 0 | with errors | loss (points) | spread (max std) |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in cost:
+                lines.append(f"| {r['design']} | {r['error_rate']:g} | {r['answers']} | {r['error_free']:.3f} | "
+                             f"{r['noisy']:.3f} | {100 * r['loss']:.1f} | {r['spread']:.3f} |")
     lines += ["", "Code measured (hashes of the oracle, graph, trainer and export modules): "
               + "; ".join(f"`{c}`" for c in measured_code(doc)), "", "Reproduce: `" + doc["command"] + "`", ""]
     return "\n".join(lines)
@@ -462,6 +496,7 @@ def main(argv: list[str]) -> int:
         "runs_wall_s": round(sum(float(r["wall_s"]) for r in results), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(preset).items() if k != "cells"},
         "aggregate": agg, "active_vs_random": active_vs_random(preset, agg), "headline": headline(preset, agg),
+        "noise_cost": noise_cost(preset, agg),
         "runs": [{k: v for k, v in r.items() if k not in ("config", "suite_config")} for r in results],
     }
     (out_dir / "label_efficiency.json").write_text(json.dumps(doc, indent=1))

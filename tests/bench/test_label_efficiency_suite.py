@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench.label_efficiency_suite import FULL, QUICK, Cell, run_config
+from bench.label_efficiency_suite import FULL, QUICK, Cell, aggregate, noise_cost, run_config
 
 
 def _steps_after(config_schedule: tuple[int, ...], train_steps: int, warmup: int) -> list[int]:
@@ -32,3 +33,26 @@ def test_cells_are_named_after_their_design() -> None:
     noisy = [c for c in FULL.cells if c.redundancy > 1]
     assert {(c.error_rate, c.known) for c in noisy} == {(0.0, 3), (0.2, 3)}
     assert all(c.known == 0 for c in QUICK.cells)
+
+
+def _result(cell: Cell, seed: int, accuracies: list[float]) -> dict[str, object]:
+    point = {"knn_accuracy": 0.5, "cluster_accuracy": 0.5, "edges_pos": 1, "edges_neg": 1, "tasks": 1,
+             "labels_given": 0, "clusters": 10}
+    curve = [{**point, "label_accuracy": 0.1}] + [{**point, "label_accuracy": a} for a in accuracies]
+    return {"cell": asdict(cell), "seed": seed, "curve": curve, "wall_s": 1.0}
+
+
+def test_noise_cost_compares_each_noisy_cell_with_its_error_free_design() -> None:
+    clean = Cell("active", 0.0, redundancy=3, gold_rate=0.1, known=3, last=1000)
+    noisy = Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000)
+    lone = Cell("active", 0.2, last=1000)  # no error-free cell with its design: not compared
+    preset = replace(FULL, cells=(clean, noisy, lone))
+    results = [_result(clean, s, [0.6, 0.7, 0.8 + 0.01 * s]) for s in range(3)]
+    results += [_result(noisy, s, [0.5, 0.68, 0.76 + 0.02 * s]) for s in range(3)]
+    results += [_result(lone, s, [0.4, 0.4, 0.4]) for s in range(3)]
+    rows = noise_cost(preset, aggregate(preset, results))
+    assert [(r["answers"], r["noisy_key"], r["error_free_key"]) for r in rows] == [
+        (t, noisy.key, clean.key) for t in (100, 300, 1000)]
+    last = rows[-1]
+    assert last["design"] == "active, redundancy 3, gold 0.1, 3 known labels per class"
+    assert abs(last["loss"] - (0.81 - 0.78)) < 1e-9 and abs(last["spread"] - 0.02) < 1e-9
