@@ -80,4 +80,3 @@ def import_path(db: Session, *, project_id: int, path: Path, show_progress: bool
         if npz is not None:
             npz.close()
     return result
-

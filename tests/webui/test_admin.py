@@ -180,3 +180,11 @@ def test_admin_uploads_known_labels_from_the_dashboard(
     page.reload()
     page.wait_for_function("() => document.getElementById('known-result').textContent === "
                            "'4 known labels of 2 kinds.'")
+    # The image upload shares the form handling: more images, the same way.
+    page.click("#btn-import")
+    page.wait_for_function("() => document.getElementById('import-result').textContent === 'Choose a file first.'")
+    page.set_input_files("#import-file", str(demo_npz(12, tmp_path / "more.npz")))
+    page.click("#btn-import")
+    page.wait_for_function("() => document.getElementById('import-result').textContent"
+                           ".startsWith('Imported 12 images')", timeout=30_000)
+    assert "the project holds 20" in page.locator("#import-result").inner_text()

@@ -230,59 +230,51 @@ function wireInvite() {
   });
 }
 
-function wireImport() {
-  $("import-form").addEventListener("submit", async (event) => {
+// One file, posted as a form to `path`; the result (or the error) is written into `out`.
+function wireUpload({ form, input, button, out, missing, busy, path, done, failed }) {
+  $(form).addEventListener("submit", async (event) => {
     event.preventDefault();
-    const file = $("import-file").files[0];
-    const out = $("import-result");
+    const file = $(input).files[0];
     if (!file) {
-      out.textContent = "Choose a file first.";
+      $(out).textContent = missing;
       return;
     }
     const data = new FormData();
     data.append("file", file);
-    $("btn-import").disabled = true;
-    out.textContent = `Importing ${file.name}…`;
+    $(button).disabled = true;
+    $(out).textContent = `${busy} ${file.name}…`;
     try {
-      const report = await api("POST", `projects/${pid}/imports`, data);
-      const skipped = report.skipped.length ? `, skipped ${fmtInt(report.skipped.length)}` : "";
-      out.textContent = `Imported ${fmtInt(report.imported)} images${skipped}; the project holds ${fmtInt(report.total_items)}.`;
-      await poll();
+      $(out).textContent = await done(await api("POST", path, data));
     } catch (err) {
-      out.textContent = `Import failed: ${err.message}`;
+      $(out).textContent = `${failed}: ${err.message}`;
     } finally {
-      $("btn-import").disabled = false;
+      $(button).disabled = false;
     }
   });
 }
 
+function wireImport() {
+  wireUpload({
+    form: "import-form", input: "import-file", button: "btn-import", out: "import-result",
+    missing: "Choose a file first.", busy: "Importing", path: `projects/${pid}/imports`, failed: "Import failed",
+    done: async (report) => {
+      await poll();
+      const skipped = report.skipped.length ? `, skipped ${fmtInt(report.skipped.length)}` : "";
+      return `Imported ${fmtInt(report.imported)} images${skipped}; the project holds ${fmtInt(report.total_items)}.`;
+    },
+  });
+}
+
 function wireKnownLabels() {
-  const out = $("known-result");
-  const show = async () => {
-    const known = await api("GET", `projects/${pid}/known-labels`);
+  api("GET", `projects/${pid}/known-labels`).then((known) => {
     const kinds = new Set(known.map((k) => k.label)).size;
-    if (known.length) out.textContent = `${fmtInt(known.length)} known labels of ${fmtInt(kinds)} kinds.`;
-  };
-  show().catch(() => {});
-  $("known-form").addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const file = $("known-file").files[0];
-    if (!file) {
-      out.textContent = "Choose a CSV file first.";
-      return;
-    }
-    const data = new FormData();
-    data.append("file", file);
-    $("btn-known").disabled = true;
-    out.textContent = `Reading ${file.name}…`;
-    try {
-      const report = await api("POST", `projects/${pid}/known-labels/file`, data);
-      out.textContent = `Added ${fmtInt(report.added)} known labels (${fmtInt(report.unchanged)} already known); the project has ${fmtInt(report.total)}.`;
-    } catch (err) {
-      out.textContent = `Nothing stored: ${err.message}`;
-    } finally {
-      $("btn-known").disabled = false;
-    }
+    if (known.length) $("known-result").textContent = `${fmtInt(known.length)} known labels of ${fmtInt(kinds)} kinds.`;
+  }).catch(() => {});
+  wireUpload({
+    form: "known-form", input: "known-file", button: "btn-known", out: "known-result",
+    missing: "Choose a CSV file first.", busy: "Reading", path: `projects/${pid}/known-labels/file`,
+    failed: "Nothing stored",
+    done: async (report) => `Added ${fmtInt(report.added)} known labels (${fmtInt(report.unchanged)} already known); the project has ${fmtInt(report.total)}.`,
   });
 }
 
