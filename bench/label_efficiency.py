@@ -473,7 +473,7 @@ def code_fingerprint() -> dict[str, str]:
 
     root = Path(__file__).resolve().parent.parent
     groups = {"oracle": ["server/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
-                         "server/services/known_labels.py"],
+                         "server/services/known_labels.py", "server/services/reliability.py"],
               "graph": ["pal/graph.py"], "trainer": ["trainer/*.py", "trainer/losses/*.py"],
               "export": ["server/services/export.py"]}
     out = {}

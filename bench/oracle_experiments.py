@@ -45,7 +45,7 @@ from server.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_orac
 from server.oracle.base import NoTaskAvailable
 from server.oracle.common import space_for
 from server.oracle.neighbours import VectorSpace
-from server.services.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
+from server.services.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
 
 log = logging.getLogger("bench.oracle_experiments")
 
@@ -401,15 +401,8 @@ AGGREGATES = ("all", "unanimous")
 
 def known_label_edges(known: dict[int, Any]) -> list[tuple[int, int, int, float]]:
     """``(src, dst, sign, weight)`` for known labels ``{item id: label}`` given in this order,
-    with the server's rule (:mod:`server.services.known_labels`)."""
-    by_label: dict[Any, list[int]] = {}
-    out = []
-    for item, label in known.items():
-        for other_label, items in by_label.items():
-            for other in items[:PAIRS_PER_LABEL]:
-                out.append((other, item, 1 if other_label == label else -1, KNOWN_LABEL_WEIGHT))
-        by_label.setdefault(label, []).append(item)
-    return out
+    with the server's rule (:func:`server.services.known_labels.known_label_pairs`)."""
+    return [(src, dst, sign, KNOWN_LABEL_WEIGHT) for src, dst, sign in known_label_pairs([], known.items())]
 
 
 def pick_known(labels: np.ndarray, train: np.ndarray, per_class: int, seed: int) -> dict[int, int]:

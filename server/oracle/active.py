@@ -23,6 +23,9 @@ made to work without knowing the classes in advance:
    reference, shown with a member of each of its nearest allowed clusters and with its own
    nearest neighbours, so one answer places it or starts a new cluster ("same as class c?" for
    several c at once). Discovery stops after three grids in a row that found nothing new.
+   Before discovery, a *fragment check* (``fragments``): a cluster cannot-linked to at least half
+   of the others but never compared with some of them is asked against those (one kind split
+   over two clusters, which the exported labels would count wrong as a whole).
 5. Without any anchor (a fresh project) a random item is the reference and the grid is its
    nearest neighbours, near ones for matches, farther ones for outliers.
 
@@ -30,12 +33,12 @@ The reference of a growing grid is the cluster's most typical sampled member, ne
 like the candidates (see :func:`~server.oracle.common.pick_reference`).
 
 Measured: concentric-circles toy (``toy``, 100 draws) below the paper's active curve at every
-checkpoint; Fashion-MNIST 10k with a fixed PCA-64 embedding and no known labels
-(``bench/oracle_experiments.py``, 6 seeds), exported-label accuracy 0.87 after 1,000 grids with a
-perfect annotator, 0.63 with 10% wrong marks and one answer per grid. With 20% wrong marks the
-remedy is redundancy (three answers per grid: the graph counts unanimous pairs only) plus a few
-known labels (three per class, ``services.known_labels``): 0.75 at 1,000 answers against 0.80
-for the same design error-free.
+checkpoint. Fashion-MNIST 10k with a fixed PCA-64 embedding: ``bench/oracle_experiments*.md``
+(``python -m bench.oracle_experiments``); through the whole system, with the trainer:
+``bench/label_efficiency.md``. With 20% wrong marks the remedy is redundancy (three answers per
+grid: the graph counts a pair only when 3/4 of its votes agree) plus a few known labels (three
+per class, ``services.known_labels``); the fragment check and the export's use of split votes
+(``pal.graph.KnowledgeGraph.cluster_assignment``) recover much of the rest.
 
 Every candidate has an unknown relation to the reference at issue time (see ``common``).
 """
@@ -60,6 +63,7 @@ from server.oracle.common import (
     space_for,
     want_gold,
 )
+from server.oracle.fragments import fragment_check, fragment_grid
 from server.oracle.neighbours import top_k
 from server.oracle.placement import contest_grid
 
@@ -102,14 +106,19 @@ class ActiveOracle:
                     gold_ref, anchor = picked
             cache.discovery.update(graph)
             cache.discovery.tick()
-            placing = -1
+            placing = fragment = -1
+            others: list[int] = []
             if gold_ref is None:
                 placing = choose_suspect(ctx, view)
-                if placing < 0 and cache.discovery.open and view.n_anchors > 0:
+                if placing < 0:
+                    fragment, others = fragment_check(view, ctx, cache.fragment_checks)
+                if placing < 0 and fragment < 0 and cache.discovery.open and view.n_anchors > 0:
                     placing = choose_novel(view)
             if placing >= 0:
                 builder = contest_grid(ctx, view, placing, anchor_slots=ctx.n_candidates // 2)
                 ref = int(view.ids[placing])
+            elif fragment >= 0:
+                builder, ref = fragment_grid(ctx, view, fragment, others, cache.fragment_checks)
             elif anchor >= 0:
                 builder, ref = grow(ctx, view, anchor, ref=gold_ref)
             else:

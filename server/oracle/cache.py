@@ -158,6 +158,8 @@ class OracleCache:
         self._trusted: list[tuple[int, int, int]] = []
         self.match_rates = MatchRateTracker()
         self.discovery = DiscoveryTracker()
+        # Checks of cluster pairs that may be one kind (see ``fragments``): {roots: times asked}.
+        self.fragment_checks: dict[frozenset[int], int] = {}
 
     # ---------------------------------------------------------------- vector space
 

@@ -8,9 +8,11 @@ Files (the same from the HTTP routes and from ``pal export``):
 - ``embedding_index.csv``: row, item_id, source: which item each row of ``embeddings.npy`` is.
 - ``clusters.csv``: item_id, source, cluster, confidence, known: every item's cluster. Items in a
   known cluster of the knowledge graph (>= 2 items joined by + answers) get its label (0 is the
-  largest) with ``known=1``; the others take the vote of their nearest clustered neighbours in the
-  current embedding (``known=0``, confidence = the vote's share times the neighbours' confidence),
-  or ``cluster=-1`` when there is no embedding to vote with.
+  largest) with ``known=1``. An item in no cluster whose split votes ("same" 2-1) all lean to one
+  cluster takes that cluster (``known=0``, confidence = the votes' winning share). The others take
+  the vote of their nearest labelled neighbours in the current embedding (``known=0``, confidence
+  = the vote's share times the neighbours' confidence), or ``cluster=-1`` when there is no
+  embedding to vote with.
 - ``manifest.json``: project settings, counts, the embedding version, each file's size, rows and
   sha256.
 

@@ -17,7 +17,7 @@ Admin-only: annotators never see these labels (nor the edges' origin).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,6 +29,23 @@ from server.timeutil import utcnow
 
 KNOWN_LABEL_WEIGHT = 5.0
 PAIRS_PER_LABEL = 3
+
+
+def known_label_pairs(
+    stored: Iterable[tuple[int, Hashable]], added: Iterable[tuple[int, Hashable]]
+) -> list[tuple[int, int, int]]:
+    """``(src, dst, sign)`` of the edges that known labels ``added`` (item, label), in this order, get
+    against those ``stored`` before them and against each other: each new item to up to
+    ``PAIRS_PER_LABEL`` earlier known items of every label, +1 to its own, -1 to the others."""
+    by_label: dict[Hashable, list[int]] = defaultdict(list)
+    for item, label in stored:
+        by_label[label].append(item)
+    pairs: list[tuple[int, int, int]] = []
+    for item, label in added:
+        for other_label, items in by_label.items():
+            pairs.extend((other, item, 1 if other_label == label else -1) for other in items[:PAIRS_PER_LABEL])
+        by_label[label].append(item)
+    return pairs
 
 
 def list_known_labels(db: Session, project_id: int) -> list[models.KnownLabel]:
@@ -62,22 +79,13 @@ def add_known_labels(
         if old is not None and old != e.label:
             raise ApiError(409, "label_conflict", f"item {e.item_id} already has the known label {old!r}",
                            field=f"labels.{i}.label")
-    by_label: dict[str, list[int]] = defaultdict(list)
-    for k in known:
-        by_label[k.label].append(k.item_id)
     now = utcnow()
-    new_rows, edges = [], []
-    for item, label in wanted.items():
-        if item in stored:
-            continue
-        for other_label, items in by_label.items():
-            for other in items[:PAIRS_PER_LABEL]:
-                edges.append({"project_id": project_id, "src": other, "dst": item,
-                              "sign": 1 if other_label == label else -1, "weight": KNOWN_LABEL_WEIGHT,
-                              "kind": "known", "answer_id": None, "annotator_id": None, "created_at": now})
-        by_label[label].append(item)
-        new_rows.append({"project_id": project_id, "item_id": item, "label": label, "created_by": user_id,
-                         "created_at": now})
+    added = {item: label for item, label in wanted.items() if item not in stored}
+    edges = [{"project_id": project_id, "src": src, "dst": dst, "sign": sign, "weight": KNOWN_LABEL_WEIGHT,
+              "kind": "known", "answer_id": None, "annotator_id": None, "created_at": now}
+             for src, dst, sign in known_label_pairs([(k.item_id, k.label) for k in known], added.items())]
+    new_rows = [{"project_id": project_id, "item_id": item, "label": label, "created_by": user_id,
+                 "created_at": now} for item, label in added.items()]
     if new_rows:
         db.execute(sa.insert(models.KnownLabel), new_rows)
     if edges:

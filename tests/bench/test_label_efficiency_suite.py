@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench.label_efficiency_suite import FULL, QUICK, Cell, aggregate, noise_cost, run_config
+from bench.label_efficiency_suite import FULL, QUICK, Cell, aggregate, job_list, noise_cost, run_config
 
 
 def _steps_after(config_schedule: tuple[int, ...], train_steps: int, warmup: int) -> list[int]:
@@ -56,3 +56,16 @@ def test_noise_cost_compares_each_noisy_cell_with_its_error_free_design() -> Non
     last = rows[-1]
     assert last["design"] == "active, redundancy 3, gold 0.1, 3 known labels per class"
     assert abs(last["loss"] - (0.81 - 0.78)) < 1e-9 and abs(last["spread"] - 0.02) < 1e-9
+
+
+def test_noise_design_cells_run_six_seeds_and_the_others_the_presets() -> None:
+    jobs = job_list(FULL)
+    seeds: dict[str, list[int]] = {}
+    for cell, seed in jobs:
+        seeds.setdefault(cell.key, []).append(seed)
+    assert seeds["active-e0.2-r3-g0.1-k3"] == seeds["active-e0-r3-g0.1-k3"] == [0, 1, 2, 3, 4, 5]
+    assert seeds["active-e0"] == seeds["active-e0.2"] == [0, 1, 2] and len(jobs) == 36 + 6
+    # The strategy comparisons come first, the noise figure last.
+    keys = [cell.key for cell, _ in jobs]
+    assert keys.index("active-e0.2-r3-g0.1-k3") > keys.index("supervised-images-e0.1") > keys.index("active-e0")
+    assert Cell("active").seed_list(QUICK) == (0, 1) and Cell("active", seeds=4).seed_list(QUICK) == (0, 1, 2, 3)

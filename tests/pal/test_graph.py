@@ -404,6 +404,35 @@ def test_cluster_assignment_skips_clusters_the_item_is_cannot_linked_to() -> Non
     assert labels[4] == labels[2]
 
 
+def test_cluster_assignment_labels_an_item_whose_split_pairs_lean_to_one_cluster() -> None:
+    # 1-2 unanimous; 3 asked against 1 three times: 2 "same", 1 "different" (split, joins nothing).
+    g = _graph((1, 2, 1), (1, 2, 1), (1, 2, 1), (3, 1, 1), (3, 1, 1), (3, 1, -1), (4, 5, 1))
+    assert g.relation(1, 3) == 0
+    labels, conf = g.cluster_assignment(np.array([1, 2, 3, 4, 5]))
+    assert labels.tolist() == [0, 0, 0, 1, 1]
+    assert conf[2] == pytest.approx(2 / 3)
+    assert sorted(sorted(m) for m in g.components().values()) == [[1, 2], [4, 5]]  # a label, not a member
+
+
+def test_cluster_assignment_leaves_items_leaning_to_two_clusters_or_leaning_apart() -> None:
+    g = _graph(
+        (1, 2, 1), (4, 5, 1),
+        (3, 1, 1), (3, 1, 1), (3, 1, -1),  # 3 leans to {1, 2} ...
+        (3, 4, 1), (3, 4, 1), (3, 4, -1),  # ... and to {4, 5}: no label
+        (6, 1, -1), (6, 1, -1), (6, 1, 1),  # 6 leans away from {1, 2}
+        (7, 1, 1), (7, 1, 1), (7, 1, -1), (7, 2, -1),  # 7 leans to {1, 2} but is cannot-linked to it
+    )
+    labels, _ = g.cluster_assignment(np.array([1, 2, 3, 4, 5, 6, 7]))
+    assert labels[[0, 3]].tolist() == [0, 1] and labels[[2, 5, 6]].tolist() == [-1, -1, -1]
+
+
+def test_cluster_assignment_lets_leaning_items_vote_for_the_rest() -> None:
+    g = _graph((1, 2, 1), (3, 4, 1), (5, 1, 1), (5, 1, 1), (5, 1, -1))
+    emb = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0.6, 0.8], [0.6, 0.8]], dtype=np.float32)
+    labels, _ = g.cluster_assignment(np.array([1, 2, 3, 4, 5, 6]), emb, k=1)
+    assert labels[4] == labels[0] and labels[5] == labels[0]  # 6's nearest labelled item is 5
+
+
 def test_sample_closure_pairs_are_implied_by_the_graph() -> None:
     g = _graph((1, 2, 1), (2, 3, 1), (4, 5, 1), (3, 4, -1))
     rng = np.random.default_rng(0)
