@@ -599,12 +599,7 @@ class KnowledgeGraph:
         for key in self._contested:
             if self._net.get(key, 0.0) != 0.0:
                 continue
-            net = mass = 0.0
-            for i in self._pair_edges.get(key, ()):
-                e = self._edges[i]
-                w = self._eff_weight(e)
-                net += e.sign * w
-                mass += w
+            net, mass = self._vote_totals(key)
             if net <= EPS:
                 continue
             a, b = key
@@ -703,15 +698,20 @@ class KnowledgeGraph:
             return e.weight
         return e.weight * self._annotator_weight.get(e.annotator, 1.0)
 
-    def _pair_net(self, key: Pair) -> float:
-        """The pair's net vote, 0.0 when it is tied or split (see ``min_agreement``)."""
-        # Summed in edge-id order: the same float whatever order the edges came in.
+    def _vote_totals(self, key: Pair) -> tuple[float, float]:
+        """``(net, mass)``: the signed and the total weight of the pair's live edges."""
+        # Summed in edge-id order: the same floats whatever order the edges came in.
         net = mass = 0.0
         for i in self._pair_edges.get(key, ()):
             e = self._edges[i]
             w = self._eff_weight(e)
             net += e.sign * w
             mass += w
+        return net, mass
+
+    def _pair_net(self, key: Pair) -> float:
+        """The pair's net vote, 0.0 when it is tied or split (see ``min_agreement``)."""
+        net, mass = self._vote_totals(key)
         # Winning share = (mass + |net|) / (2 mass).
         if mass + abs(net) < 2.0 * self.min_agreement * mass - EPS:
             return 0.0

@@ -24,8 +24,9 @@ made to work without knowing the classes in advance:
    nearest neighbours, so one answer places it or starts a new cluster ("same as class c?" for
    several c at once). Discovery stops after three grids in a row that found nothing new.
    Before discovery, a *fragment check* (``fragments``): a cluster cannot-linked to at least half
-   of the others but never compared with some of them is asked against those (one kind split
-   over two clusters, which the exported labels would count wrong as a whole).
+   of the others but never compared with some of them, or never compared with one of its two
+   most alike clusters, is asked against those (one kind split over two clusters, which the
+   exported labels would count wrong as a whole).
 5. Without any anchor (a fresh project) a random item is the reference and the grid is its
    nearest neighbours, near ones for matches, farther ones for outliers.
 

@@ -35,6 +35,7 @@ from server.oracle.common import GridBuilder, SampleView, typical_exemplar
 
 MAX_CHECKS = 3
 NEAREST = 2
+MAX_SCANNED = 64
 
 
 def fragment_check(view: SampleView, ctx: OracleContext, checks: dict[frozenset[int], int]) -> tuple[int, list[int]]:
@@ -46,11 +47,24 @@ def fragment_check(view: SampleView, ctx: OracleContext, checks: dict[frozenset[
         return -1, []
     roots = view.clusters.roots.tolist()
     index = {r: j for j, r in enumerate(roots)}
+    # Pairs already checked MAX_CHECKS times, per cluster: {index: [partner indices]}.
+    spent: dict[int, list[int]] = {}
+    for pair, times in checks.items():
+        ends = [index[r] for r in pair if r in index]
+        if times >= MAX_CHECKS and len(ends) == 2:
+            spent.setdefault(ends[0], []).append(ends[1])
+            spent.setdefault(ends[1], []).append(ends[0])
+    # Each candidate costs a scan of every cluster: a large project checks a random share of them
+    # per task (all of them over a few tasks), so a task costs O(MAX_SCANNED * clusters).
+    scanned = range(n) if n <= MAX_SCANNED else sorted(ctx.rng.choice(n, MAX_SCANNED, replace=False).tolist())
     best: tuple[float, int, list[int]] = (-np.inf, -1, [])
-    for a, root in enumerate(roots):
-        linked = {index[r] for r in graph.cannot_linked(root) if r in index}
-        others = [b for b in range(n) if b != a and b not in linked
-                  and checks.get(frozenset((root, roots[b])), 0) < MAX_CHECKS]
+    for a in scanned:
+        linked = [index[r] for r in graph.cannot_linked(roots[a]) if r in index]
+        closed = np.zeros(n, dtype=bool)
+        closed[a] = True
+        closed[linked] = True
+        closed[spent.get(a, [])] = True
+        others = np.flatnonzero(~closed).tolist()
         if not others:
             continue
         sims = view.clusters.scores(view.space.vec(view.anchor_exemplars(a))).max(axis=0)  # (A,)

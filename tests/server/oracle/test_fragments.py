@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, get_oracle
+from server.oracle import OracleCache, OracleContext, fragments, get_oracle
 from server.oracle.common import build_view, cache_of, space_for
 from server.oracle.fragments import MAX_CHECKS, fragment_check
 from tests.server.oracle.helpers import Project, clustered_project
@@ -99,3 +100,18 @@ def test_a_cluster_is_checked_against_its_nearest_clusters_even_when_no_link_is_
     # The most alike pair of clusters of unknown relation comes first: the two halves of kind 0.
     assert {int(view.anchor_roots[anchor]), int(view.anchor_roots[others[0]])} == {
         fresh.find(groups[0][0]), fresh.find(groups[4][0])}
+
+
+def test_a_large_project_scans_a_random_share_of_its_clusters_per_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fragments, "MAX_SCANNED", 2)
+    project, graph, groups = _split_kind()
+    halves = {graph.find(groups[0][0]), graph.find(groups[4][0])}
+    found = 0
+    for seed in range(12):
+        ctx = _context(project, graph, OracleCache(), seed=seed)
+        view = build_view(ctx, space_for(ctx), cache_of(ctx).anchors(graph, space_for(ctx), ctx.rng))
+        anchor, others = fragment_check(view, ctx, {})
+        if anchor >= 0:
+            assert {int(view.anchor_roots[anchor]), int(view.anchor_roots[others[0]])} == halves
+            found += 1
+    assert 0 < found < 12  # only tasks that drew one of the two halves check them
