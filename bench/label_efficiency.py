@@ -24,7 +24,7 @@ One run, end to end, through the real system:
 5. Metrics of each point: ``knn_accuracy`` (k = 20, cosine, test items, train labels),
    ``cluster_accuracy`` (k-means, k = number of classes, on the test embeddings, Hungarian
    matched) and ``label_accuracy``: the exported cluster labels (``GET .../exports/clusters.csv``
-   when the server has it, else :meth:`pal.graph.KnowledgeGraph.cluster_assignment` over the
+   when the server has it, else :meth:`pal.core.graph.KnowledgeGraph.cluster_assignment` over the
    edge feed and the current embedding, which is what that export serves) scored on the training
    pool with :func:`pal.metrics.label_accuracy` (at most as many clusters as classes are mapped).
 
@@ -274,7 +274,7 @@ class TrainerDriver:
         return vectors
 
     def edge_counts(self) -> tuple[int, int]:
-        edges = self.engine.store.edges.values()
+        edges = self.engine.store.graph.edges()
         return sum(1 for e in edges if e.sign > 0), sum(1 for e in edges if e.sign < 0)
 
     def close(self) -> None:
@@ -285,62 +285,15 @@ class TrainerDriver:
 
 
 def exported_clusters(admin: httpx.Client, project: int) -> tuple[dict[int, int], str]:
-    """``({item id: cluster (-1: none)}, source)``: what an admin exports. Uses the export route when
-    the server has one, else the same computation from the edge feed and the current embedding."""
+    """``({item id: cluster (-1: none)}, source)``: what an admin exports (the clusters export)."""
     resp = admin.get(f"{API}/projects/{project}/exports/clusters.csv")
-    if resp.status_code == 200:
-        out: dict[int, int] = {}
-        for row in csv.DictReader(io.StringIO(resp.text)):
-            cluster = (row.get("cluster") or "").strip()
-            out[int(row["item_id"])] = int(cluster) if cluster.lstrip("-").isdigit() else -1
-        return out, "export route"
-    if resp.status_code != 404:
+    if resp.status_code != 200:
         raise RuntimeError(f"clusters export failed: {resp.status_code} {resp.text[:300]}")
-    return _clusters_from_feed(admin, project), "graph.cluster_assignment"
-
-
-def _clusters_from_feed(admin: httpx.Client, project: int) -> dict[int, int]:
-    from pal.graph import KnowledgeGraph
-    from pal.wire import START_CURSOR, decode_npy
-
-    item_ids: list[int] = []
-    after = 0
-    while True:
-        page = admin.get(f"{API}/projects/{project}/items", params={"after": after, "limit": 10_000})
-        page.raise_for_status()
-        body = page.json()
-        item_ids += [int(i["id"]) for i in body["items"]]
-        if body["next_after"] is None:
-            break
-        after = int(body["next_after"])
-    ids = np.asarray(sorted(item_ids), dtype=np.int64)
-    graph = KnowledgeGraph()
-    cursor = START_CURSOR
-    while True:
-        page = admin.get(f"{API}/projects/{project}/edges", params={"cursor": cursor, "limit": 50_000})
-        page.raise_for_status()
-        body = page.json()
-        for e in body["edges"]:
-            if e["kind"] == "retract" and e["retracts_id"] is not None:
-                graph.retract(int(e["retracts_id"]))
-            else:
-                graph.add_edge(int(e["id"]), int(e["src"]), int(e["dst"]), int(e["sign"]), float(e["weight"]))
-        cursor = body["next_cursor"]
-        if not body["has_more"]:
-            break
-    embedding = None
-    vec = admin.get(f"{API}/projects/{project}/embeddings/current/vectors")
-    if vec.status_code == 200:
-        vid = admin.get(f"{API}/projects/{project}/embeddings/current/item_ids")
-        vid.raise_for_status()
-        version_ids, vectors = decode_npy(vid.content).astype(np.int64), decode_npy(vec.content)
-        order = np.argsort(version_ids)
-        pos = np.searchsorted(version_ids[order], ids).clip(0, len(order) - 1)
-        embedding = np.zeros((len(ids), vectors.shape[1]), dtype=np.float32)
-        found = version_ids[order][pos] == ids
-        embedding[found] = vectors[order[pos[found]]]
-    labels, _conf = graph.cluster_assignment(ids, embedding)
-    return dict(zip(ids.tolist(), labels.tolist(), strict=True))
+    out: dict[int, int] = {}
+    for row in csv.DictReader(io.StringIO(resp.text)):
+        cluster = (row.get("cluster") or "").strip()
+        out[int(row["item_id"])] = int(cluster) if cluster.lstrip("-").isdigit() else -1
+    return out, "export route"
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -472,7 +425,7 @@ def code_fingerprint() -> dict[str, str]:
     import hashlib
 
     root = Path(__file__).resolve().parent.parent
-    groups = {"oracle": ["server/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
+    groups = {"oracle": ["pal/core/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
                          "server/services/known_labels.py", "server/services/reliability.py"],
               "graph": ["pal/graph.py"], "trainer": ["trainer/*.py", "trainer/losses/*.py"],
               "export": ["server/services/export.py"]}

@@ -7,8 +7,8 @@ What is fixed: the items (the label-efficiency benchmark's subset), the embeddin
 pixels, 64 dimensions: about what the trainer's first SSL version gives on Fashion-MNIST, and the
 same for every strategy), the grid size. What varies: the strategy. Each answer marks every
 candidate from the hidden labels, flipped with ``--error-rate``, and goes straight into a
-:class:`pal.graph.KnowledgeGraph`; at each budget the labels are what the export gives
-(:meth:`~pal.graph.KnowledgeGraph.cluster_assignment` with the embedding) scored on the training
+:class:`pal.core.graph.KnowledgeGraph`; at each budget the labels are what the export gives
+(:meth:`~pal.core.graph.KnowledgeGraph.cluster_assignment` with the embedding) scored on the training
 pool with :func:`pal.metrics.label_accuracy`. The embedding never improves here, so the numbers
 isolate what the oracle's choice of grids is worth.
 
@@ -40,11 +40,11 @@ import numpy as np
 
 from bench.label_efficiency import code_fingerprint, load_dataset, machine
 from pal import metrics
-from pal.graph import KnowledgeGraph
-from server.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_oracle
-from server.oracle.base import NoTaskAvailable
-from server.oracle.common import space_for
-from server.oracle.neighbours import VectorSpace
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_oracle
+from pal.core.oracle.base import NoTaskAvailable
+from pal.core.oracle.common import space_for
+from pal.core.oracle.neighbours import VectorSpace
 from server.services.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
 
 log = logging.getLogger("bench.oracle_experiments")

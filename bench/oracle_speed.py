@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, get_oracle
-from server.oracle.blas import limit_blas_threads
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleCache, OracleContext, get_oracle
+from pal.core.oracle.blas import limit_blas_threads
 
 HERE = Path(__file__).resolve().parent
 D = 128
@@ -148,7 +148,7 @@ def write_report(rows: list[dict[str, object]], meta: dict[str, object]) -> None
     lines += [
         "",
         "Each selection sees a new graph version (the previous task's answers are added, untimed).",
-        "Selections run on one BLAS thread (the oracle's default, `server.oracle.blas`); the brute-force",
+        "Selections run on one BLAS thread (the oracle's default, `pal.core.oracle.blas`); the brute-force",
         "scan is timed with the default threads and with one.",
         "The oracle scans one block of at most 131,072 rows per selection (a fixed random permutation",
         "of the items, rotated), so its cost stops growing with N past that size; the brute-force",

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pal.wire import EdgeWire
+from pal.core.edges import EdgeRecord
 from trainer.augment import Augment
 from trainer.backbones import build_model
 from trainer.config import TrainConfig
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     dst = np.array([rng.choice(np.flatnonzero(labels == labels[s])[:500]) for s in src])
     human.consume(
         [
-            EdgeWire(i + 1, int(items.ids[s]), int(items.ids[d]), 1, 1.0, "answer")
+            EdgeRecord(i + 1, int(items.ids[s]), int(items.ids[d]), 1, 1.0)
             for i, (s, d) in enumerate(zip(src, dst, strict=True))
         ],
         "0:0",

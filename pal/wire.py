@@ -1,6 +1,6 @@
 """Wire formats shared by the server and the trainer (the trainer never imports ``server``).
 
-- Edge feed: JSON pages of :class:`EdgeWire` with an opaque ``next_cursor``.
+- Edge feed: JSON pages of :class:`pal.core.edges.EdgeRecord` with an opaque ``next_cursor``.
 - Pixels in bulk: an ``.npz`` body with ``ids`` int64 (n,) and ``images`` uint8 (n, H, W, C).
 - Embedding upload: multipart with ``meta`` (JSON), ``item_ids`` (.npy int64 (N,)) and
   ``vectors`` (.npy float32 (N, D)); rows of ``vectors`` follow ``item_ids``.
@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,18 +16,6 @@ NPZ_MEDIA_TYPE = "application/x-npz"
 NPY_MEDIA_TYPE = "application/x-npy"
 NEXT_AFTER_HEADER = "X-Next-After"
 START_CURSOR = "0:0"
-
-
-@dataclass(frozen=True)
-class EdgeWire:
-    id: int
-    src: int
-    dst: int
-    sign: int
-    weight: float
-    kind: str  # "answer" asserts a relation; "retract" withdraws edge ``retracts_id``
-    retracts_id: int | None = None
-    annotator_id: int | None = None  # who asserted it: the graph weighs votes by annotator reliability
 
 
 def parse_cursor(cursor: str) -> tuple[int, int]:

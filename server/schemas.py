@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pal.core.edges import EdgeRecord
+
 Role = Literal["admin", "annotator", "trainer"]
 OracleName = Literal["random", "active", "uncertainty"]
 
@@ -245,17 +247,6 @@ class AnswerPublic(BaseModel):
 class UndoResult(BaseModel):
     answer_id: int
     task: TaskPublic
-
-
-class EdgeRecord(BaseModel):
-    id: int
-    src: int
-    dst: int
-    sign: int
-    weight: float
-    kind: str
-    retracts_id: int | None
-    annotator_id: int | None = None
 
 
 class EdgePage(BaseModel):

@@ -1,9 +1,7 @@
 """From the edge feed to training batches.
 
-- :class:`EdgeStore` keeps the human edges the feed delivered, in memory, and feeds them to a
-  :class:`pal.graph.KnowledgeGraph`: ``answer`` rows add an edge, ``retract`` rows withdraw edge
-  ``retracts_id``. Consumption is idempotent: a row id seen before is ignored, so re-reading a
-  page never counts an edge twice.
+- The feed rows go into a :class:`pal.core.replica.GraphReplica` made without annotator weights
+  (:func:`new_replica`): the trainer learns from the votes as they were given.
 - :func:`snapshot` turns the knowledge graph into what sampling needs, in item positions (rows
   of the trainer's item table): its clusters (components of the + graph, contradictions
   resolved by the graph's weighted votes), the cannot-links between clusters, and the asserted
@@ -32,82 +30,24 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pal.graph import KnowledgeGraph
-from pal.wire import EdgeWire
+from pal.core.graph import KnowledgeGraph
+from pal.core.replica import GraphReplica
 
 AUGMENTATION, HUMAN_POSITIVE, HUMAN_NEGATIVE = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Edge:
-    id: int
-    src: int
-    dst: int
-    sign: int
-    weight: float
+def new_replica() -> GraphReplica:
+    """The trainer's replica: every answer counts with its own weight (no annotator reliability)."""
+    return GraphReplica(weigh_annotators=False)
 
 
-class EdgeStore:
-    """The human edges in force (by edge id), their knowledge graph, and the consumed row ids."""
+def replica_state(replica: GraphReplica) -> dict[str, Tensor]:
+    """The replica as plain tensors, loadable with ``torch.load(weights_only=True)``."""
+    return {k: torch.from_numpy(v) for k, v in replica.state_dict().items()}
 
-    def __init__(self) -> None:
-        self.edges: dict[int, Edge] = {}
-        self.graph = KnowledgeGraph()
-        self.seen: set[int] = set()  # every consumed feed row id (answers and retractions)
-        self.retracted: set[int] = set()  # withdrawn edge ids, kept so a late answer stays withdrawn
-        self.version = 0  # bumped on every change, so snapshots know when to rebuild
 
-    @property
-    def consumed(self) -> int:
-        return len(self.seen)
-
-    def apply(self, rows: Iterable[EdgeWire]) -> int:
-        """Consume feed rows in order; returns how many were new."""
-        new = 0
-        for row in rows:
-            if row.id in self.seen:
-                continue
-            self.seen.add(row.id)
-            new += 1
-            if row.kind == "retract":
-                if row.retracts_id is None:
-                    raise ValueError(f"retract row {row.id} names no edge (retracts_id is None)")
-                self.retracted.add(row.retracts_id)
-                if self.edges.pop(row.retracts_id, None) is not None:
-                    self.graph.retract(row.retracts_id)
-            # Any other kind ("answer", or e.g. seeded/gold relations) asserts a relation. A row the
-            # graph cannot hold (no sign, a self-pair, no weight) carries none.
-            elif row.id not in self.retracted and row.sign != 0 and row.src != row.dst and row.weight > 0:
-                self._add(Edge(row.id, row.src, row.dst, 1 if row.sign > 0 else -1, row.weight))
-        if new:
-            self.version += 1
-        return new
-
-    def _add(self, e: Edge) -> None:
-        self.edges[e.id] = e
-        self.graph.add_edge(e.id, e.src, e.dst, e.sign, e.weight)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """Plain tensors, loadable with ``torch.load(weights_only=True)``."""
-        edges = sorted(self.edges.values(), key=lambda e: e.id)
-        return {
-            "edge_ids": torch.tensor([e.id for e in edges], dtype=torch.int64),
-            "edge_ends": torch.tensor([[e.src, e.dst, e.sign] for e in edges], dtype=torch.int64).view(-1, 3),
-            "edge_weights": torch.tensor([e.weight for e in edges], dtype=torch.float64),
-            "seen": torch.tensor(sorted(self.seen), dtype=torch.int64),
-            "retracted": torch.tensor(sorted(self.retracted), dtype=torch.int64),
-        }
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor]) -> EdgeStore:
-        store = cls()
-        ends, weights = state["edge_ends"].tolist(), state["edge_weights"].tolist()
-        for eid, (src, dst, sign), weight in zip(state["edge_ids"].tolist(), ends, weights, strict=True):
-            store._add(Edge(eid, src, dst, sign, weight))
-        store.seen = set(state["seen"].tolist())
-        store.retracted = set(state["retracted"].tolist())
-        store.version = 1
-        return store
+def replica_from_state(state: dict[str, Tensor]) -> GraphReplica:
+    return GraphReplica.from_state_dict({k: v.numpy() for k, v in state.items()}, weigh_annotators=False)
 
 
 @dataclass(frozen=True)
@@ -154,7 +94,7 @@ def _graph_view(graph: KnowledgeGraph) -> tuple[dict[int, list[int]], dict[tuple
     return graph.components(min_size=2), graph.cannot_links()
 
 
-def snapshot(store: EdgeStore, item_ids: np.ndarray) -> GraphSnapshot:
+def snapshot(replica: GraphReplica, item_ids: np.ndarray) -> GraphSnapshot:
     """``item_ids`` (N,) ascending: the ids of the item table's rows."""
     n = len(item_ids)
 
@@ -165,7 +105,7 @@ def snapshot(store: EdgeStore, item_ids: np.ndarray) -> GraphSnapshot:
         pos = np.minimum(np.searchsorted(item_ids, ids), n - 1)
         return np.where(item_ids[pos] == ids, pos, -1)
 
-    clusters, cannot = _graph_view(store.graph)
+    clusters, cannot = _graph_view(replica.graph)
     components = []
     for members in clusters.values():
         pos = positions(members)
@@ -191,7 +131,8 @@ def snapshot(store: EdgeStore, item_ids: np.ndarray) -> GraphSnapshot:
     lv = np.array([b for _, b in links], dtype=np.int64)
     keys = np.unique(np.concatenate([lu * n_labels + lv, lv * n_labels + lu]))
 
-    edges = list(store.edges.values())
+    # Live edges in arrival order (the order sampling draws them in, so a resumed run repeats it).
+    edges = list(replica.graph.votes.edges.values())
     ends = positions(i for e in edges for i in (e.src, e.dst)).reshape(-1, 2)
     known = (ends >= 0).all(axis=1)
     sign = np.array([e.sign for e in edges], dtype=np.int64)

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pal.wire import NEXT_AFTER_HEADER, NPY_MEDIA_TYPE, EdgeWire, decode_pixels, encode_npy
+from pal.core.edges import EdgeKind, EdgeRecord
+from pal.wire import NEXT_AFTER_HEADER, NPY_MEDIA_TYPE, decode_pixels, encode_npy
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class ApiError(RuntimeError):
 
 @dataclass(frozen=True)
 class EdgePage:
-    edges: list[EdgeWire]
+    edges: list[EdgeRecord]
     next_cursor: str
     has_more: bool
 
@@ -137,13 +138,13 @@ class ApiClient:
         params: dict[str, str | int] = {"cursor": cursor, "limit": limit}
         data = self.request("GET", f"/api/v1/projects/{project}/edges", params=params).json()
         edges = [
-            EdgeWire(
+            EdgeRecord(
                 id=int(e["id"]),
                 src=int(e["src"]),
                 dst=int(e["dst"]),
                 sign=int(e["sign"]),
                 weight=float(e["weight"]),
-                kind=str(e["kind"]),
+                kind=EdgeKind(e["kind"]),
                 retracts_id=None if e.get("retracts_id") is None else int(e["retracts_id"]),
                 annotator_id=None if e.get("annotator_id") is None else int(e["annotator_id"]),
             )

@@ -13,11 +13,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pal.wire import START_CURSOR, EdgeWire
+from pal.core.edges import EdgeRecord
+from pal.wire import START_CURSOR
 from trainer import ddp
 from trainer.augment import Augment, Normalization, Preprocess
 from trainer.backbones import build_model
-from trainer.batching import EdgeStore, GraphSnapshot, MixSettings, PairSampler, snapshot
+from trainer.batching import (
+    GraphSnapshot,
+    MixSettings,
+    PairSampler,
+    new_replica,
+    replica_from_state,
+    replica_state,
+    snapshot,
+)
 from trainer.checkpoint import FORMAT
 from trainer.config import TrainConfig
 from trainer.items import ItemTable
@@ -70,7 +79,7 @@ class Engine:
         self.amp_dtype = torch.bfloat16 if self.on_cuda and torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.on_cuda and config.amp and not self._bf16)
 
-        self.store = EdgeStore()
+        self.store = new_replica()
         self.step = 0
         self.cursor = START_CURSOR
         if checkpoint is not None:
@@ -117,7 +126,7 @@ class Engine:
         self.sampler.rng = np.random.default_rng(int(seeds[0]))
         self.generator.manual_seed(int(seeds[1]))
 
-    def consume(self, rows: list[EdgeWire], cursor: str) -> int:
+    def consume(self, rows: list[EdgeRecord], cursor: str) -> int:
         """Fold feed rows into the graph and advance the cursor; returns the number of new rows."""
         new = self.store.apply(rows)
         self.cursor = cursor
@@ -186,7 +195,7 @@ class Engine:
             "step": self.step,
             "cursor": self.cursor,
             "edges_consumed": self.store.consumed,
-            "edge_store": self.store.state_dict(),
+            "edge_store": replica_state(self.store),
             "normalization": [list(self.normalization.mean), list(self.normalization.std)],
             "config": self.config.to_dict(),
         }
@@ -202,7 +211,7 @@ class Engine:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
         self.cursor = str(checkpoint["cursor"])
-        self.store = EdgeStore.from_state_dict(checkpoint["edge_store"])
+        self.store = replica_from_state(checkpoint["edge_store"])
         if self.store.consumed != checkpoint["edges_consumed"]:
             raise ValueError(
                 f"checkpoint is inconsistent: {checkpoint['edges_consumed']} edges consumed, "

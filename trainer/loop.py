@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pal.wire import EdgeWire
+from pal.core.edges import EdgeRecord
 from trainer import ddp
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.client import ApiClient
@@ -70,9 +70,9 @@ class Meter:
         return out
 
 
-def poll_feed(client: ApiClient, project: int, cursor: str, page: int) -> tuple[list[EdgeWire], str]:
+def poll_feed(client: ApiClient, project: int, cursor: str, page: int) -> tuple[list[EdgeRecord], str]:
     """Every row after ``cursor``, draining all pages, and the cursor after the last one."""
-    rows: list[EdgeWire] = []
+    rows: list[EdgeRecord] = []
     while True:
         got = client.get_edges(project, cursor, page)
         rows.extend(got.edges)
@@ -135,7 +135,7 @@ def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) ->
         if config.max_steps is not None and engine.step >= config.max_steps:
             break
         # 3. Poll: new items, then every edge row after the cursor, folded into the graph.
-        news: tuple[np.ndarray, np.ndarray, list[EdgeWire], str] | None = None
+        news: tuple[np.ndarray, np.ndarray, list[EdgeRecord], str] | None = None
         if client is not None:
             before = len(items)
             fetch_items(client, config.project, items, config.image_size, config.pixel_page)

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import eigh, pinvh
 
-from pal.graph import KnowledgeGraph
-from server.oracle.base import NoTaskAvailable, Oracle, OracleContext
-from server.oracle.blas import limit_blas_threads
-from server.oracle.cache import OracleCache
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle.base import NoTaskAvailable, Oracle, OracleContext
+from pal.core.oracle.blas import limit_blas_threads
+from pal.core.oracle.cache import OracleCache
 
 # pal-math.md, "The paper's active oracle": binary queries -> test error (100 trials).
 PAPER_ACTIVE = {50: 0.476, 100: 0.345, 200: 0.140, 300: 0.044, 400: 0.023}

@@ -13,7 +13,7 @@ from pal.wire import NPY_MEDIA_TYPE, START_CURSOR
 from server import models
 from server.deps import DbSession, SettingsDep, TrainerUser, get_project_for
 from server.errors import ApiError
-from server.schemas import EdgePage, EdgeRecord, EmbeddingMeta, EmbeddingPublic
+from server.schemas import EdgePage, EmbeddingMeta, EmbeddingPublic
 from server.services.edges import edge_page
 from server.services.embeddings import parse_upload, store_version
 
@@ -30,7 +30,7 @@ def edges(
     ``kind='retract'`` rows withdraw edge ``retracts_id`` (an undone answer)."""
     get_project_for(db, user, project_id)
     page, next_cursor, has_more = edge_page(db, project_id=project_id, cursor=cursor, limit=limit)
-    return EdgePage(edges=[EdgeRecord(**e.__dict__) for e in page], next_cursor=next_cursor, has_more=has_more)
+    return EdgePage(edges=page, next_cursor=next_cursor, has_more=has_more)
 
 
 async def _read_limited(upload: UploadFile, limit: int, field: str) -> bytes:

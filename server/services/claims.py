@@ -18,12 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pal.core.oracle import OracleContext, TaskSpec, get_oracle
+from pal.core.oracle.base import NoTaskAvailable
 from server import models
 from server.config import Settings
 from server.deps import get_project_for
 from server.errors import ApiError
-from server.oracle import OracleContext, TaskSpec, get_oracle
-from server.oracle.base import NoTaskAvailable
 from server.security import new_token
 from server.services.project_state import ProjectState, get_state
 from server.services.tasks import CLAIMABLE_IDS, Lease, issue_task, retry_on_conflict, take_existing_slot
@@ -65,7 +65,7 @@ def _choose(db: Session, project: models.Project, state: ProjectState,
             n_candidates=project.n_candidates, item_ids=state.item_ids, graph=state.graph,
             rng=state.oracle_rng(settings.oracle_seed), target_match_share=project.target_match_share,
             gold_rate=project.gold_rate, embedding=state.embedding, pixel_features=features,
-            extra={"cache": state.cache, "embedding_id": state.embedding_id},
+            embedding_version=state.embedding_id, cache=state.oracle_cache,
         )
         oracle = get_oracle(project.oracle)
         try:

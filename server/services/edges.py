@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from pal.wire import EdgeWire, format_cursor, parse_cursor
+from pal.core.edges import EdgeKind, EdgeRecord
+from pal.wire import format_cursor, parse_cursor
 from server.db import is_postgres
 
 _PG_PAGE = sa.text(
@@ -43,7 +44,7 @@ _SQLITE_PAGE = sa.text(
 )
 
 
-def edge_page(db: Session, *, project_id: int, cursor: str, limit: int) -> tuple[list[EdgeWire], str, bool]:
+def edge_page(db: Session, *, project_id: int, cursor: str, limit: int) -> tuple[list[EdgeRecord], str, bool]:
     tx, after_id = parse_cursor(cursor)
     query = _PG_PAGE if is_postgres(db) else _SQLITE_PAGE
     rows = db.execute(
@@ -52,15 +53,15 @@ def edge_page(db: Session, *, project_id: int, cursor: str, limit: int) -> tuple
     has_more = len(rows) > limit
     rows = rows[:limit]
     edges = [
-        EdgeWire(id=r.id, src=r.src, dst=r.dst, sign=r.sign, weight=float(r.weight), kind=r.kind,
-                 retracts_id=r.retracts_id, annotator_id=r.annotator_id)
+        EdgeRecord(id=r.id, src=r.src, dst=r.dst, sign=r.sign, weight=float(r.weight), kind=EdgeKind(r.kind),
+                   retracts_id=r.retracts_id, annotator_id=r.annotator_id)
         for r in rows
     ]
     next_cursor = format_cursor(int(rows[-1].tx), int(rows[-1].id)) if rows else format_cursor(tx, after_id)
     return edges, next_cursor, has_more
 
 
-def iter_edges(db: Session, *, project_id: int, cursor: str, page: int = 5000) -> Iterator[tuple[EdgeWire, str]]:
+def iter_edges(db: Session, *, project_id: int, cursor: str, page: int = 5000) -> Iterator[tuple[EdgeRecord, str]]:
     """All edges after ``cursor`` visible now, with the cursor after each page."""
     while True:
         edges, cursor, has_more = edge_page(db, project_id=project_id, cursor=cursor, limit=page)

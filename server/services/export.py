@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pal import __version__
-from pal.graph import KnowledgeGraph
+from pal.core.graph import KnowledgeGraph
 from pal.wire import decode_npy
 from server import models
 from server.services.project_state import get_state

@@ -16,7 +16,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from pal.graph import KnowledgeGraph
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleCache
+from pal.core.replica import GraphReplica, align_rows
 from pal.wire import START_CURSOR, decode_npy
 from server import models
 from server.services.edges import edge_page
@@ -31,7 +33,7 @@ RELIABILITY_SECONDS = 30.0  # annotator weights move slowly; recomputing them on
 class ProjectState:
     project_id: int
     item_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    graph: KnowledgeGraph = field(default_factory=KnowledgeGraph)
+    replica: GraphReplica = field(default_factory=lambda: GraphReplica(weigh_annotators=True))
     cursor: str = START_CURSOR
     edges_seen: int = 0
     embedding_id: int | None = None
@@ -40,8 +42,12 @@ class ProjectState:
     refreshed_at: float = 0.0
     weighed_at: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
-    cache: dict[str, object] = field(default_factory=dict)
+    oracle_cache: OracleCache = field(default_factory=OracleCache)
     rng: np.random.Generator | None = None  # the oracle's draws: one stream per project and process
+
+    @property
+    def graph(self) -> KnowledgeGraph:
+        return self.replica.graph
 
     def oracle_rng(self, seed: int | None) -> np.random.Generator:
         """The project's random stream, created on first use: seeded with ``(seed, project id)`` when a
@@ -75,11 +81,7 @@ class ProjectState:
     def _catch_up_edges(self, db: Session) -> None:
         while True:
             edges, cursor, has_more = edge_page(db, project_id=self.project_id, cursor=self.cursor, limit=5000)
-            for e in edges:
-                if e.kind == "retract" and e.retracts_id is not None:
-                    self.graph.retract(e.retracts_id)
-                else:
-                    self.graph.add_edge(e.id, e.src, e.dst, e.sign, e.weight, e.annotator_id)
+            self.replica.apply(edges)
             self.edges_seen += len(edges)
             self.cursor = cursor
             if not has_more:
@@ -89,7 +91,7 @@ class ProjectState:
         if not force and time.monotonic() - self.weighed_at < RELIABILITY_SECONDS:
             return
         for annotator, (right, total) in gold_tallies(db, project_id=self.project_id).items():
-            self.graph.set_annotator_weight(annotator, reliability_weight(right, total))
+            self.replica.set_annotator_weight(annotator, reliability_weight(right, total))
         self.weighed_at = time.monotonic()
 
     def _refresh_embedding(self, db: Session) -> None:
@@ -108,7 +110,7 @@ class ProjectState:
         """Cheap pixel-space features for cold start, computed once per item list."""
         with self.lock:
             if self.pixel_features is None or len(self.pixel_features) != len(self.item_ids):
-                from server.oracle.coldstart import pixel_features
+                from pal.core.oracle.coldstart import pixel_features
 
                 images = np.zeros((len(self.item_ids), FEATURE_SIZE, FEATURE_SIZE), dtype=np.uint8)
                 index = {int(i): n for n, i in enumerate(self.item_ids)}
@@ -120,20 +122,6 @@ class ProjectState:
                         images[index[item_id]] = load_pixels(data, size=FEATURE_SIZE, channels=1)[:, :, 0]
                 self.pixel_features = pixel_features(images)
             return self.pixel_features
-
-
-def align_rows(item_ids: np.ndarray, version_ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Rows of ``vectors`` reordered to ``item_ids``, L2-normalised; items the version lacks get zeros."""
-    out = np.zeros((len(item_ids), vectors.shape[1]), dtype=np.float32)
-    order = np.argsort(version_ids)
-    sorted_ids = version_ids[order]
-    pos = np.searchsorted(sorted_ids, item_ids)
-    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
-    found = sorted_ids[pos] == item_ids if len(sorted_ids) else np.zeros(len(item_ids), dtype=bool)
-    out[found] = vectors[order[pos[found]]]
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    np.divide(out, norms, out=out, where=norms > 0)
-    return out
 
 
 _states: dict[int, ProjectState] = {}

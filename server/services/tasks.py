@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from pal.core.oracle import TaskSpec
 from server import models
 from server.errors import ApiError
-from server.oracle import TaskSpec
 from server.security import new_token
 from server.services import outbox
 from server.timeutil import as_utc, utcnow

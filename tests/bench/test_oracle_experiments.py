@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from bench.oracle_experiments import DiscoveryFirst, RecheckLookalikes, VerifyWeak, pca_embedding, run_strategy
-from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, get_oracle
-from server.oracle.common import space_for
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleCache, OracleContext, get_oracle
+from pal.core.oracle.common import space_for
 
 
 def blobs(n: int = 400, classes: int = 5, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

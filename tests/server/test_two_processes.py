@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from pal.graph import KnowledgeGraph
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import ORACLES
 from server import models
 from server.migrate import upgrade
-from server.oracle import ORACLES
 from server.timeutil import as_utc
 from tests.conftest import LiveServer, _drop_pg_database, fresh_database_url, start_server, stop_server
 from tests.support import Actor, item_labels, make_project, make_user

@@ -4,83 +4,36 @@ import numpy as np
 import pytest
 import torch
 
-from pal.wire import EdgeWire
+from pal.core.edges import EdgeKind, EdgeRecord
+from pal.core.replica import GraphReplica
 from trainer.batching import (
     AUGMENTATION,
     HUMAN_NEGATIVE,
     HUMAN_POSITIVE,
-    EdgeStore,
     MixSettings,
     PairSampler,
+    new_replica,
     relation,
+    replica_from_state,
+    replica_state,
     snapshot,
 )
 
 IDS = np.arange(10, 30, dtype=np.int64)  # item ids of table rows 0..19
 
 
-def ans(edge_id: int, src: int, dst: int, sign: int, weight: float = 1.0) -> EdgeWire:
-    return EdgeWire(edge_id, src, dst, sign, weight, "answer")
+def ans(edge_id: int, src: int, dst: int, sign: int, weight: float = 1.0) -> EdgeRecord:
+    return EdgeRecord(edge_id, src, dst, sign, weight)
 
 
-def ret(edge_id: int, retracts: int) -> EdgeWire:
-    return EdgeWire(edge_id, 0, 0, 0, 0.0, "retract", retracts)
+def ret(edge_id: int, retracts: int) -> EdgeRecord:
+    return EdgeRecord(edge_id, 0, 0, 0, 0.0, EdgeKind.RETRACT, retracts)
 
 
-def store_of(*rows: EdgeWire) -> EdgeStore:
-    store = EdgeStore()
+def store_of(*rows: EdgeRecord) -> GraphReplica:
+    store = new_replica()
     store.apply(rows)
     return store
-
-
-# --- EdgeStore -------------------------------------------------------------------------------
-
-
-def test_edge_store_answer_adds_edge() -> None:
-    store = store_of(ans(1, 10, 11, 1))
-    assert list(store.edges) == [1] and store.consumed == 1
-
-
-def test_edge_store_repeated_row_is_not_counted_twice() -> None:
-    store = store_of(ans(1, 10, 11, 1))
-    assert store.apply([ans(1, 10, 11, 1), ans(2, 11, 12, -1)]) == 1
-    assert store.consumed == 2
-
-
-def test_edge_store_retract_withdraws_edge() -> None:
-    store = store_of(ans(1, 10, 11, 1), ans(2, 11, 12, 1), ret(3, 1))
-    assert list(store.edges) == [2] and store.consumed == 3
-
-
-def test_edge_store_retract_before_answer_keeps_edge_withdrawn() -> None:
-    store = store_of(ret(3, 1), ans(1, 10, 11, 1))
-    assert store.edges == {}
-
-
-def test_edge_store_retract_without_target_raises() -> None:
-    with pytest.raises(ValueError, match="retracts_id"):
-        store_of(EdgeWire(3, 0, 0, 0, 0.0, "retract", None))
-
-
-def test_edge_store_other_kinds_assert_relations() -> None:
-    store = store_of(EdgeWire(3, 10, 11, 1, 1.0, "seed"))
-    assert list(store.edges) == [3]
-
-
-def test_edge_store_self_pair_is_consumed_without_relation() -> None:
-    store = store_of(ans(1, 10, 10, 1))
-    assert store.edges == {} and store.consumed == 1
-
-
-def test_edge_store_state_dict_round_trips() -> None:
-    store = store_of(ans(1, 10, 11, 1, 0.5), ans(2, 11, 12, -1), ret(3, 1), ret(4, 99))
-    again = EdgeStore.from_state_dict(store.state_dict())
-    assert (again.edges, again.seen, again.retracted) == (store.edges, store.seen, store.retracted)
-
-
-def test_edge_store_empty_state_dict_round_trips() -> None:
-    again = EdgeStore.from_state_dict(EdgeStore().state_dict())
-    assert again.edges == {} and again.consumed == 0
 
 
 # --- snapshot and the batch graph ------------------------------------------------------------
@@ -102,7 +55,7 @@ def test_relation_closure_pair_is_positive() -> None:
 
 
 def test_relation_same_item_is_positive_and_strangers_unknown() -> None:
-    snap = snapshot(EdgeStore(), IDS)
+    snap = snapshot(new_replica(), IDS)
     assert torch.equal(relation(snap, np.array([3, 4]), np.array([3, 5])), torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
 
 
@@ -130,7 +83,7 @@ def test_snapshot_retracted_edge_leaves_the_graph() -> None:
 
 def test_snapshot_restored_store_gives_same_graph() -> None:
     store = store_of(ans(1, 10, 11, 1), ans(2, 11, 12, 1), ans(3, 12, 15, -1), ret(4, 2))
-    again = EdgeStore.from_state_dict(store.state_dict())
+    again = replica_from_state(replica_state(store))
     rows = np.arange(20)
     assert torch.equal(relation(snapshot(store, IDS), rows, rows), relation(snapshot(again, IDS), rows, rows))
 
@@ -139,7 +92,7 @@ def test_snapshot_restored_store_gives_same_graph() -> None:
 
 
 def test_sampler_without_human_edges_gives_augmentation_graph() -> None:
-    batch = PairSampler(20, 8, MixSettings(), seed=0).sample(snapshot(EdgeStore(), IDS), use_negatives=True)
+    batch = PairSampler(20, 8, MixSettings(), seed=0).sample(snapshot(new_replica(), IDS), use_negatives=True)
     assert np.array_equal(batch.rows_a, batch.rows_b) and len(set(batch.rows_a.tolist())) == 8
     assert torch.equal(batch.graph, torch.eye(8)) and (batch.kinds == AUGMENTATION).all()
 
@@ -174,7 +127,7 @@ def test_sampler_closure_draws_pairs_never_asserted() -> None:
 
 
 def test_sampler_within_branch_graphs_only_when_asked() -> None:
-    snap = snapshot(EdgeStore(), IDS)
+    snap = snapshot(new_replica(), IDS)
     sampler = PairSampler(20, 4, MixSettings(), seed=0)
     assert sampler.sample(snap, use_negatives=False).graph_aa is None
     assert sampler.sample(snap, use_negatives=True, within_branch=True).graph_aa is not None

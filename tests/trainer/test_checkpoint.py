@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pal.wire import EdgeWire
+from pal.core.edges import EdgeRecord
 from tests.trainer.trainer_fakes import blob_images
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import TrainConfig
@@ -24,7 +24,7 @@ def engine(**overrides: object) -> Engine:
 
 def trained_engine() -> Engine:
     e = engine()
-    e.consume([EdgeWire(1, 100, 101, 1, 1.0, "answer"), EdgeWire(2, 100, 102, -1, 1.0, "answer")], "0:2")
+    e.consume([EdgeRecord(1, 100, 101, 1), EdgeRecord(2, 100, 102, -1)], "0:2")
     e.train_step()
     return e
 

@@ -7,7 +7,7 @@ from functools import cache
 
 import pytest
 
-from server.oracle import get_oracle
+from pal.core.oracle import get_oracle
 from server.oracle.toy import PAPER_ACTIVE, PAPER_PASSIVE, ToyConfig, curve
 
 SEEDS = 100

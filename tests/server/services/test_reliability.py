@@ -49,7 +49,7 @@ def test_project_state_weighs_annotators_by_gold(db: Session) -> None:
     state = ProjectState(project_id=pid)
     state.refresh(db, max_age=0, force=True)
     db.commit()
-    assert state.graph._annotator_weight[bad.id] < 0.5
+    assert state.graph.annotator_weight(bad.id) < 0.5
 
 
 def test_an_always_current_state_reweighs_annotators_on_every_refresh(db: Session) -> None:
@@ -60,9 +60,9 @@ def test_an_always_current_state_reweighs_annotators_on_every_refresh(db: Sessio
     state = ProjectState(project_id=pid)
     state.refresh(db, max_age=0)
     db.commit()
-    assert bad.id not in state.graph._annotator_weight
+    assert state.graph.annotator_weight(bad.id) == 1.0
     for _ in range(5):
         _gold_answer(db, pid, bad.id, outliers=[1])
     state.refresh(db, max_age=0)
     db.commit()
-    assert state.graph._annotator_weight[bad.id] < 0.5
+    assert state.graph.annotator_weight(bad.id) < 0.5

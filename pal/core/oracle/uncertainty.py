@@ -14,10 +14,10 @@ match share; with no contested item (or no anchors) the strategy defers to ``act
 
 from __future__ import annotations
 
-from server.oracle.active import ActiveOracle
-from server.oracle.base import OracleContext, TaskSpec
-from server.oracle.blas import limit_blas_threads
-from server.oracle.common import (
+from pal.core.oracle.active import ActiveOracle
+from pal.core.oracle.base import OracleContext, TaskSpec
+from pal.core.oracle.blas import limit_blas_threads
+from pal.core.oracle.common import (
     SAMPLE_SIZE,
     build_view,
     cache_of,
@@ -26,7 +26,7 @@ from server.oracle.common import (
     space_for,
     want_gold,
 )
-from server.oracle.placement import contest_grid, most_contested
+from pal.core.oracle.placement import contest_grid, most_contested
 
 
 class UncertaintyOracle:

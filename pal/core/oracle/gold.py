@@ -1,7 +1,7 @@
 """Control (gold) pairs: pairs whose answer is known, mixed into ordinary-looking tasks.
 
 Two sources, best first:
-- seed labels (``ctx.extra["seed_labels"]``: ``{item id: label}``): same label -> match;
+- seed labels (``ctx.seed_labels``: ``{item id: label}``): same label -> match;
 - the graph: pairs implied by *trusted* pairs only (every vote agrees, net weight at least
   ``gold_min_votes``, and the resolved graph agrees). Pairs two trusted hops away are preferred
   to a trusted pair itself, so that a control does not simply repeat a question already seen.
@@ -15,20 +15,16 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 
-from server.oracle.base import OracleContext
-from server.oracle.cache import OracleCache
-
-DEFAULT_MIN_VOTES = 2.0
+from pal.core.oracle.base import OracleContext
+from pal.core.oracle.cache import OracleCache
 
 
 def _seed_labels(ctx: OracleContext) -> Mapping[int, Hashable] | None:
-    labels = ctx.extra.get("seed_labels")
-    return labels if isinstance(labels, Mapping) and labels else None
+    return ctx.seed_labels or None
 
 
 def _min_votes(ctx: OracleContext) -> float:
-    v = ctx.extra.get("gold_min_votes", DEFAULT_MIN_VOTES)
-    return float(v) if isinstance(v, int | float) else DEFAULT_MIN_VOTES
+    return ctx.gold_min_votes
 
 
 def _is_item(ctx: OracleContext, item: int) -> bool:

@@ -14,28 +14,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
-from server.oracle.cache import AnchorTable, OracleCache
-from server.oracle.gold import gold_pairs, gold_reference
-from server.oracle.neighbours import VectorSpace, top_k
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
+from pal.core.oracle.cache import AnchorTable, OracleCache
+from pal.core.oracle.gold import gold_pairs, gold_reference
+from pal.core.oracle.neighbours import VectorSpace, top_k
 
 SAMPLE_SIZE = 512
 NEG_INF = np.float32(-np.inf)
 
 
 def cache_of(ctx: OracleContext) -> OracleCache:
-    """The project's cache: ``ctx.cache``, else one kept in a dict passed as
-    ``ctx.extra["cache"]`` (created there on first use), else a throwaway one (correct, slower)."""
+    """The project's cache: ``ctx.cache``, else a throwaway one kept for this call (correct, slower)."""
     if ctx.cache is None:
-        holder = ctx.extra.get("cache")
-        if isinstance(holder, dict):
-            cache = holder.get("oracle_cache")
-            if not isinstance(cache, OracleCache):
-                cache = holder["oracle_cache"] = OracleCache()
-            ctx.cache = cache
-        else:
-            ctx.cache = OracleCache()
+        ctx.cache = OracleCache()
     return ctx.cache
 
 
@@ -44,8 +36,6 @@ def space_for(ctx: OracleContext) -> VectorSpace | None:
     cache = cache_of(ctx)
     if ctx.embedding is not None:
         version = ctx.embedding_version
-        if version is None:
-            version = ctx.extra.get("embedding_id")
         if version is None:
             version = _fingerprint(ctx.embedding)
         return cache.prepare(ctx.item_ids, ctx.embedding, version, "embedding")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle import NoTaskAvailable, OracleCache, OracleContext, TaskSpec, get_oracle
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import NoTaskAvailable, OracleCache, OracleContext, TaskSpec, get_oracle
 
 
 @dataclass
@@ -53,7 +53,7 @@ def simulate(
     retract_rate: float = 0.0,
     use_embedding: bool = True,
     pixel_features: np.ndarray | None = None,
-    extra: dict[str, object] | None = None,
+    seed_labels: Mapping[int, Hashable] | None = None,
     on_task: Callable[[Run, TaskSpec], None] | None = None,
     exact_limit: int = 512,
 ) -> Run:
@@ -72,7 +72,7 @@ def simulate(
             embedding=project.embedding if use_embedding else None,
             embedding_version=1,
             pixel_features=pixel_features,
-            extra=extra or {},
+            seed_labels=seed_labels,
             cache=run.cache,
         )
         try:

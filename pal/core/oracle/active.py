@@ -31,7 +31,7 @@ made to work without knowing the classes in advance:
    nearest neighbours, near ones for matches, farther ones for outliers.
 
 The reference of a growing grid is the cluster's most typical sampled member, never the one most
-like the candidates (see :func:`~server.oracle.common.pick_reference`).
+like the candidates (see :func:`~pal.core.oracle.common.pick_reference`).
 
 Measured: concentric-circles toy (``toy``, 100 draws) below the paper's active curve at every
 checkpoint. Fashion-MNIST 10k with a fixed PCA-64 embedding: ``bench/oracle_experiments*.md``
@@ -39,7 +39,7 @@ checkpoint. Fashion-MNIST 10k with a fixed PCA-64 embedding: ``bench/oracle_expe
 ``bench/label_efficiency.md``. With 20% wrong marks the remedy is redundancy (three answers per
 grid: the graph counts a pair only when 3/4 of its votes agree) plus a few known labels (three
 per class, ``services.known_labels``); the fragment check and the export's use of split votes
-(``pal.graph.KnowledgeGraph.cluster_assignment``) recover much of the rest.
+(``pal.core.graph.KnowledgeGraph.cluster_assignment``) recover much of the rest.
 
 Every candidate has an unknown relation to the reference at issue time (see ``common``).
 """
@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
-from server.oracle.blas import limit_blas_threads
-from server.oracle.common import (
+from pal.core.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
+from pal.core.oracle.blas import limit_blas_threads
+from pal.core.oracle.common import (
     SAMPLE_SIZE,
     GridBuilder,
     SampleView,
@@ -64,9 +64,9 @@ from server.oracle.common import (
     space_for,
     want_gold,
 )
-from server.oracle.fragments import fragment_check, fragment_grid
-from server.oracle.neighbours import top_k
-from server.oracle.placement import contest_grid
+from pal.core.oracle.fragments import fragment_check, fragment_grid
+from pal.core.oracle.neighbours import top_k
+from pal.core.oracle.placement import contest_grid
 
 
 def likely_count(ctx: OracleContext, n: int) -> int:

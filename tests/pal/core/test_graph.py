@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pal.graph import EdgeRecord, KnowledgeGraph
+from pal.core import clusters as clusters_module
+from pal.core.edges import EdgeRecord
+from pal.core.graph import KnowledgeGraph
 
 
 def _graph(*edges: tuple[int, int, int]) -> KnowledgeGraph:
@@ -198,7 +200,7 @@ def test_add_edge_consistent_stream_never_needs_lazy_rebuild() -> None:
     for i in range(2000):
         a, b = rng.sample(range(300), 2)
         g.add_edge(i, a, b, 1 if labels[a] == labels[b] else -1)
-        assert not g._dirty  # the O(1) path handled it: nothing left for a rebuild
+        assert not g.clusters.dirty  # the O(1) path handled it: nothing left for a rebuild
 
 
 # ---------------------------------------------------------------- incremental == rebuild
@@ -272,7 +274,7 @@ def test_incremental_equals_rebuild_on_noisy_annotation_streams(seed: int) -> No
             g.relation(rng.randrange(30), rng.randrange(30))
     live = g.edges()
     rng.shuffle(live)
-    rebuilt = KnowledgeGraph(annotator_weights=dict(g._annotator_weight))
+    rebuilt = KnowledgeGraph(annotator_weights=dict(g.votes.annotator_weight))
     rebuilt.rebuild_from(live)
     assert g == rebuilt
 
@@ -303,7 +305,7 @@ def test_local_updates_settle_to_the_rebuilt_partition(seed: int, limit: int) ->
     g = KnowledgeGraph(exact_limit=limit)
     _noisy_stream(g, rng, items=40, classes=3, answers=30, flip=0.15)
     for e in rng.sample(g.edges(), 5):
-        g.retract(e.edge_id)
+        g.retract(e.id)
     g.settle()
     assert g == KnowledgeGraph.from_edges(g.edges(), exact=True)
 
@@ -315,12 +317,12 @@ def test_local_updates_keep_cannot_links_equal_to_the_negatives_between_clusters
     g = KnowledgeGraph(exact_limit=limit)
     _noisy_stream(g, rng, items=40, classes=3, answers=25, flip=0.15)
     for e in rng.sample(g.edges(), 5):
-        g.retract(e.edge_id)
+        g.retract(e.id)
     expected: dict[frozenset[int], float] = {}
     for e in g.edges():
         a, b = g.find(e.src), g.find(e.dst)
         votes = g.pair_votes(e.src, e.dst)
-        if a != b and votes < 0 and e.edge_id == min(x.edge_id for x in g.edges() if {x.src, x.dst} == {e.src, e.dst}):
+        if a != b and votes < 0 and e.id == min(x.id for x in g.edges() if {x.src, x.dst} == {e.src, e.dst}):
             expected[frozenset((a, b))] = expected.get(frozenset((a, b)), 0.0) - votes
     got = {frozenset(k): w for k, w in g.cannot_links().items()}
     assert got.keys() == expected.keys() and all(abs(got[k] - expected[k]) < 1e-9 for k in got)
@@ -336,14 +338,14 @@ def test_local_updates_keep_noisy_clusters_pure() -> None:
 
 def test_local_updates_never_recompute_a_large_group(monkeypatch: Any) -> None:
     sizes: list[int] = []
-    original = KnowledgeGraph._positive_component
+    original = clusters_module._component_of
 
-    def spy(self: KnowledgeGraph, start: int) -> list[int]:
-        out = original(self, start)
+    def spy(start: int, pos_adj: dict[int, set[int]]) -> list[int]:
+        out = original(start, pos_adj)
         sizes.append(len(out))
         return out
 
-    monkeypatch.setattr(KnowledgeGraph, "_positive_component", spy)
+    monkeypatch.setattr(clusters_module, "_component_of", spy)
     g = KnowledgeGraph(exact_limit=32)
     _noisy_stream(g, random.Random(2), items=600, classes=4, answers=500, flip=0.05)
     g.relation(0, 1)
@@ -431,12 +433,3 @@ def test_cluster_assignment_lets_leaning_items_vote_for_the_rest() -> None:
     emb = np.array([[1, 0], [1, 0], [0, 1], [0, 1], [0.6, 0.8], [0.6, 0.8]], dtype=np.float32)
     labels, _ = g.cluster_assignment(np.array([1, 2, 3, 4, 5, 6]), emb, k=1)
     assert labels[4] == labels[0] and labels[5] == labels[0]  # 6's nearest labelled item is 5
-
-
-def test_sample_closure_pairs_are_implied_by_the_graph() -> None:
-    g = _graph((1, 2, 1), (2, 3, 1), (4, 5, 1), (3, 4, -1))
-    rng = np.random.default_rng(0)
-    pos = g.sample_closure_pairs(rng, 50, 1)
-    neg = g.sample_closure_pairs(rng, 50, -1)
-    assert all(g.relation(int(a), int(b)) == 1 and a != b for a, b in pos)
-    assert all(g.relation(int(a), int(b)) == -1 for a, b in neg)

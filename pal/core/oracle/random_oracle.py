@@ -6,9 +6,9 @@ strategy."""
 
 from __future__ import annotations
 
-from server.oracle.base import OracleContext, TaskSpec
-from server.oracle.common import cache_of, want_gold
-from server.oracle.gold import gold_pairs, gold_reference
+from pal.core.oracle.base import OracleContext, TaskSpec
+from pal.core.oracle.common import cache_of, want_gold
+from pal.core.oracle.gold import gold_pairs, gold_reference
 
 
 class RandomOracle:

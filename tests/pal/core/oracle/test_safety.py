@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.oracle import NoTaskAvailable, OracleContext, TaskSpec, get_oracle
-from tests.server.oracle.helpers import Project, Run, clustered_project, simulate
+from pal.core.oracle import NoTaskAvailable, OracleContext, TaskSpec, get_oracle
+from tests.pal.core.oracle.helpers import Project, Run, clustered_project, simulate
 
 
 def _check_task(project_ids: np.ndarray, n: int, run: Run, task: TaskSpec) -> None:

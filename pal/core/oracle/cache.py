@@ -3,7 +3,7 @@
 The server creates it with the project's state and passes it as ``OracleContext.cache`` on every
 selection. Everything in it is derived data, rebuilt on demand:
 
-- the :class:`~server.oracle.neighbours.VectorSpace` of the current embedding version (or of the
+- the :class:`~pal.core.oracle.neighbours.VectorSpace` of the current embedding version (or of the
   pixel features before the first version), keyed by ``(source, version, N)``; a new version or
   new items rebuild it on the next selection (about 1 s at 1M x 128 on 2 cores: the server may
   call :meth:`OracleCache.prepare` in a worker thread as soon as it loads a version);
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle.neighbours import DEFAULT_BLOCK_ROWS, VectorSpace
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle.neighbours import DEFAULT_BLOCK_ROWS, VectorSpace
 
 # Exemplar budget over all clusters: scoring a 1024-item sample against them stays ~1 ms.
 EXEMPLAR_BUDGET = 1024

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from server.oracle.active import ActiveOracle
-from server.oracle.base import NoTaskAvailable, Oracle, OracleContext, TaskSpec
-from server.oracle.cache import OracleCache
-from server.oracle.random_oracle import RandomOracle
-from server.oracle.uncertainty import UncertaintyOracle
+from pal.core.oracle.active import ActiveOracle
+from pal.core.oracle.base import NoTaskAvailable, Oracle, OracleContext, TaskSpec
+from pal.core.oracle.cache import OracleCache
+from pal.core.oracle.random_oracle import RandomOracle
+from pal.core.oracle.uncertainty import UncertaintyOracle
 
 ORACLES: dict[str, Callable[[], Oracle]] = {
     "random": RandomOracle,

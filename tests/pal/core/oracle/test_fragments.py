@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, fragments, get_oracle
-from server.oracle.common import build_view, cache_of, space_for
-from server.oracle.fragments import MAX_CHECKS, fragment_check
-from tests.server.oracle.helpers import Project, clustered_project
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleCache, OracleContext, fragments, get_oracle
+from pal.core.oracle.common import build_view, cache_of, space_for
+from pal.core.oracle.fragments import MAX_CHECKS, fragment_check
+from tests.pal.core.oracle.helpers import Project, clustered_project
 
 
 def _split_kind(seed: int = 0) -> tuple[Project, KnowledgeGraph, list[list[int]]]:
@@ -92,7 +92,7 @@ def test_a_cluster_is_checked_against_its_nearest_clusters_even_when_no_link_is_
     fresh = KnowledgeGraph()  # the same clusters, and no cannot-link at all
     for e in graph.edges():
         if e.sign > 0:
-            fresh.add_edge(e.edge_id, e.src, e.dst, e.sign)
+            fresh.add_edge(e.id, e.src, e.dst, e.sign)
     ctx = _context(project, fresh, OracleCache())
     view = build_view(ctx, space_for(ctx), cache_of(ctx).anchors(fresh, space_for(ctx), ctx.rng))
     anchor, others = fragment_check(view, ctx, {})

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.oracle.base import OracleContext
-from server.oracle.common import GridBuilder, SampleView, typical_exemplar
+from pal.core.oracle.base import OracleContext
+from pal.core.oracle.common import GridBuilder, SampleView, typical_exemplar
 
 
 def most_contested(view: SampleView, rng: np.random.Generator) -> int:

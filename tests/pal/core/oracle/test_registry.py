@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pal.graph import KnowledgeGraph
-from server.oracle import ORACLES, OracleContext, TaskSpec, get_oracle
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import ORACLES, OracleContext, TaskSpec, get_oracle
 
 
 @pytest.mark.parametrize("name", ["random", "active", "uncertainty"])

@@ -8,7 +8,7 @@ The hash of every chosen grid, the exported labels and confidences, the contradi
 graph's figures is the fingerprint. A refactor leaves it unchanged; a change of what PAL asks or
 exports changes it.
 
-``python -m pal.replay`` prints it (one hash for all strategies, then one per strategy).
+``python -m pal.core.replay`` prints it (one hash for all strategies, then one per strategy).
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, get_oracle
-from server.oracle.base import NoTaskAvailable
+from pal.core.edges import EdgeKind, EdgeRecord
+from pal.core.oracle import NoTaskAvailable, OracleCache, OracleContext, get_oracle
+from pal.core.replica import GraphReplica
 
 STRATEGIES = ("active", "random", "uncertainty")
 N_ITEMS, N_KINDS, DIM = 600, 8, 16
 STEPS = 160
 ERROR = 0.1  # chance that a candidate's mark is wrong
 ANNOTATORS = 3
+UNDO_IDS = 10**9
 
 
 def _dataset(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -46,7 +47,8 @@ def replay(strategy: str, seed: int = 0) -> str:
     """The fingerprint of one strategy's replay (hex sha256)."""
     ids, kinds, first, second, pixels = _dataset(seed)
     kind_of = dict(zip(ids.tolist(), kinds.tolist(), strict=True))
-    graph = KnowledgeGraph()
+    replica = GraphReplica(weigh_annotators=True)
+    graph = replica.graph
     cache = OracleCache()
     oracle = get_oracle(strategy)
     oracle_rng = np.random.default_rng([seed, 1])
@@ -75,19 +77,21 @@ def replay(strategy: str, seed: int = 0) -> str:
                 same = kind_of[c] == kind_of[spec.reference]
                 if answer_rng.random() < ERROR * (1 + annotator):
                     same = not same
-                graph.add_edge(next_edge, spec.reference, c, 1 if same else -1, 1.0, annotator)
+                replica.apply([EdgeRecord(next_edge, spec.reference, c, 1 if same else -1, annotator_id=annotator)])
                 edges.append(next_edge)
                 next_edge += 1
             answered.append(edges)
         if step % 23 == 22:  # an undo of the previous answer
-            for edge_id in answered[-2]:
-                graph.retract(edge_id)
+            # Retraction rows are numbered apart so that answer edge ids do not depend on them.
+            undo = [EdgeRecord(UNDO_IDS + edge_id, 0, 0, 0, kind=EdgeKind.RETRACT, retracts_id=edge_id)
+                    for edge_id in answered[-2]]
+            replica.apply(undo)
         if step % 31 == 30:  # a known label: a heavy edge between two items of one kind
             a, b = (int(x) for x in answer_rng.choice(ids[kinds == step % N_KINDS], size=2, replace=False))
-            graph.add_edge(next_edge, a, b, 1, 5.0, None)
+            replica.apply([EdgeRecord(next_edge, a, b, 1, 5.0, EdgeKind.KNOWN)])
             next_edge += 1
         if step % 40 == 39:
-            graph.set_annotator_weight(ANNOTATORS - 1, round(1.0 - 0.1 * (step // 40), 3))
+            replica.set_annotator_weight(ANNOTATORS - 1, round(1.0 - 0.1 * (step // 40), 3))
         if step % 40 == 39 or step == STEPS - 1:
             labels, conf = graph.cluster_assignment(ids, embedding)
             digest.update(labels.astype(np.int64).tobytes())

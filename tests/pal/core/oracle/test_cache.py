@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pal.graph import KnowledgeGraph
-from server.oracle import OracleCache, OracleContext, get_oracle
-from server.oracle.blas import _openblas_libs, limit_blas_threads
-from server.oracle.neighbours import VectorSpace
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleCache
+from pal.core.oracle.blas import _openblas_libs, limit_blas_threads
+from pal.core.oracle.neighbours import VectorSpace
 
 
 def _space(n: int = 500, d: int = 16, **kw: int) -> tuple[VectorSpace, np.ndarray, np.ndarray]:
@@ -59,15 +59,6 @@ def test_cache_resamples_exemplars_only_for_changed_clusters() -> None:
     same = int(np.flatnonzero(after.roots == g.find(int(ids[0])))[0])
     np.testing.assert_array_equal(before.ex_rows[unchanged], after.ex_rows[same])
     assert after.sizes.tolist().count(3) == 1
-
-
-def test_cache_can_live_in_a_dict_passed_as_extra() -> None:
-    holder: dict[str, object] = {}
-    _, ids, vecs = _space()
-    for _ in range(2):
-        ctx = OracleContext(8, ids, KnowledgeGraph(), np.random.default_rng(0), embedding=vecs, extra={"cache": holder})
-        get_oracle("active").select(ctx)
-    assert isinstance(holder.get("oracle_cache"), OracleCache)
 
 
 def test_limit_blas_threads_restores_the_thread_count() -> None:

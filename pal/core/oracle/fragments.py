@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.oracle.base import OracleContext
-from server.oracle.common import GridBuilder, SampleView, typical_exemplar
+from pal.core.oracle.base import OracleContext
+from pal.core.oracle.common import GridBuilder, SampleView, typical_exemplar
 
 MAX_CHECKS = 3
 NEAREST = 2

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.oracle import OracleContext, get_oracle
-from server.oracle.coldstart import downsample, pixel_features
-from tests.server.oracle.helpers import Project, clustered_project, simulate
+from pal.core.graph import KnowledgeGraph
+from pal.core.oracle import OracleContext, get_oracle
+from pal.core.oracle.coldstart import downsample, pixel_features
+from tests.pal.core.oracle.helpers import Project, clustered_project, simulate
 
 
 def _bar_images(
@@ -79,6 +80,6 @@ def test_cold_start_without_embedding_uses_pixel_features(oracle: str) -> None:
 def test_cold_start_without_any_vectors_returns_a_task() -> None:
     rng = np.random.default_rng(4)
     project = clustered_project(rng, n=50)
-    ctx = OracleContext(8, project.item_ids, __import__("pal.graph").graph.KnowledgeGraph(), rng)
+    ctx = OracleContext(8, project.item_ids, KnowledgeGraph(), rng)
     task = get_oracle("active").select(ctx)
     assert len(task.candidates) == 8 and task.reference not in task.candidates

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.oracle import TaskSpec
-from tests.server.oracle.helpers import Project, Run, clustered_project, simulate
+from pal.core.oracle import TaskSpec
+from tests.pal.core.oracle.helpers import Project, Run, clustered_project, simulate
 
 
 def _seeded(project: Project, rng: np.random.Generator, share: float = 0.3) -> dict[int, int]:
@@ -18,7 +18,7 @@ def _seeded(project: Project, rng: np.random.Generator, share: float = 0.3) -> d
 def test_gold_tasks_have_the_shape_of_ordinary_tasks(oracle: str) -> None:
     rng = np.random.default_rng(1)
     project = clustered_project(rng, n=300)
-    run = simulate(project, oracle, rng, steps=60, gold_rate=0.5, extra={"seed_labels": _seeded(project, rng)})
+    run = simulate(project, oracle, rng, steps=60, gold_rate=0.5, seed_labels=_seeded(project, rng))
     gold_tasks = [t for t in run.tasks if t.gold]
     plain = [t for t in run.tasks if not t.gold]
     assert gold_tasks and plain
@@ -33,7 +33,7 @@ def test_gold_tasks_have_the_shape_of_ordinary_tasks(oracle: str) -> None:
 def test_gold_answers_agree_with_seed_labels() -> None:
     rng = np.random.default_rng(2)
     project = clustered_project(rng, n=300)
-    run = simulate(project, "active", rng, steps=40, gold_rate=0.5, extra={"seed_labels": _seeded(project, rng)})
+    run = simulate(project, "active", rng, steps=40, gold_rate=0.5, seed_labels=_seeded(project, rng))
     checked = 0
     for t in run.tasks:
         for c, same in (t.gold or {}).items():
@@ -62,13 +62,13 @@ def test_gold_from_graph_uses_agreeing_votes_and_matches_truth() -> None:
 def test_gold_rate_zero_never_adds_controls() -> None:
     rng = np.random.default_rng(5)
     project = clustered_project(rng, n=200)
-    run = simulate(project, "active", rng, steps=30, gold_rate=0.0, extra={"seed_labels": _seeded(project, rng)})
+    run = simulate(project, "active", rng, steps=30, gold_rate=0.0, seed_labels=_seeded(project, rng))
     assert all(t.gold is None for t in run.tasks)
 
 
 def test_gold_rate_is_honoured_when_controls_exist() -> None:
     rng = np.random.default_rng(6)
     project = clustered_project(rng, n=400)
-    run = simulate(project, "active", rng, steps=200, gold_rate=0.25, extra={"seed_labels": _seeded(project, rng)})
+    run = simulate(project, "active", rng, steps=200, gold_rate=0.25, seed_labels=_seeded(project, rng))
     share = sum(1 for t in run.tasks if t.gold) / len(run.tasks)
     assert 0.15 <= share <= 0.35
