@@ -49,7 +49,6 @@ from __future__ import annotations
 import numpy as np
 
 from pal.core.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
-from pal.core.oracle.blas import limit_blas_threads
 from pal.core.oracle.common import (
     SAMPLE_SIZE,
     GridBuilder,
@@ -61,7 +60,7 @@ from pal.core.oracle.common import (
     gold_for,
     pick_reference,
     random_unimplied,
-    space_for,
+    selecting,
     want_gold,
 )
 from pal.core.oracle.fragments import fragment_check, fragment_grid
@@ -89,11 +88,8 @@ class ActiveOracle:
         self.blas_threads = blas_threads
 
     def select(self, ctx: OracleContext) -> TaskSpec:
-        if ctx.n_candidates < 1:
-            raise ValueError(f"n_candidates must be >= 1, got {ctx.n_candidates}")
         graph = ctx.graph
-        with graph.lock, limit_blas_threads(self.blas_threads):
-            space = space_for(ctx)
+        with selecting(ctx, self.blas_threads) as space:
             if space is None:
                 return random_unimplied(ctx)
             cache = cache_of(ctx)

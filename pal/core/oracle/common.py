@@ -10,12 +10,15 @@ Rules (each candidate, checked at issue time under the graph lock):
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from pal.core.graph import KnowledgeGraph
 from pal.core.oracle.base import NoTaskAvailable, OracleContext, TaskSpec
+from pal.core.oracle.blas import limit_blas_threads
 from pal.core.oracle.cache import AnchorTable, OracleCache
 from pal.core.oracle.gold import gold_pairs, gold_reference
 from pal.core.oracle.neighbours import VectorSpace, top_k
@@ -29,6 +32,16 @@ def cache_of(ctx: OracleContext) -> OracleCache:
     if ctx.cache is None:
         ctx.cache = OracleCache()
     return ctx.cache
+
+
+@contextmanager
+def selecting(ctx: OracleContext, blas_threads: int | None) -> Iterator[VectorSpace | None]:
+    """The frame of one selection: the graph held still, BLAS on ``blas_threads`` threads, and the
+    space to choose in (None when there are no vectors yet)."""
+    if ctx.n_candidates < 1:
+        raise ValueError(f"n_candidates must be >= 1, got {ctx.n_candidates}")
+    with ctx.graph.lock, limit_blas_threads(blas_threads):
+        yield space_for(ctx)
 
 
 def space_for(ctx: OracleContext) -> VectorSpace | None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from pal.core.oracle.active import ActiveOracle
 from pal.core.oracle.base import OracleContext, TaskSpec
-from pal.core.oracle.blas import limit_blas_threads
 from pal.core.oracle.common import (
     SAMPLE_SIZE,
     build_view,
     cache_of,
     finish_task,
     gold_for,
-    space_for,
+    selecting,
     want_gold,
 )
 from pal.core.oracle.placement import contest_grid, most_contested
@@ -39,11 +38,8 @@ class UncertaintyOracle:
         self._fallback = ActiveOracle(sample_size, blas_threads)
 
     def select(self, ctx: OracleContext) -> TaskSpec:
-        if ctx.n_candidates < 1:
-            raise ValueError(f"n_candidates must be >= 1, got {ctx.n_candidates}")
         graph = ctx.graph
-        with graph.lock, limit_blas_threads(self.blas_threads):
-            space = space_for(ctx)
+        with selecting(ctx, self.blas_threads) as space:
             if space is None:
                 return self._fallback.select(ctx)
             cache = cache_of(ctx)
