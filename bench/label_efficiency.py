@@ -233,8 +233,8 @@ def register_mlp_backbone() -> None:
 
 
 class TrainerDriver:
-    """The trainer's engine and HTTP client, stepped by the benchmark instead of by its own loop:
-    poll the edge feed, train K steps, embed every item, publish the version."""
+    """The trainer's engine and HTTP client, stepped by the benchmark instead of by its own loop,
+    through that loop's phases: poll the server, train K steps, embed every item, publish."""
 
     def __init__(self, server: str, token: str, project: int, config: RunConfig) -> None:
         import torch
@@ -247,7 +247,6 @@ class TrainerDriver:
         register_mlp_backbone()
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
-        self.project = project
         self.config = TrainConfig(server=server, token=token, project=project, backbone=config.backbone,
                                   batch_size=config.batch_size, lr=config.lr, seed=config.seed, device="cpu",
                                   warmup_steps=min(100, max(config.train_steps // 10, 1)),
@@ -259,19 +258,13 @@ class TrainerDriver:
         self.vectors: np.ndarray | None = None
 
     def train(self, steps: int) -> np.ndarray:
-        from trainer.loop import poll_feed
+        """One cycle of the trainer's own loop, ``steps`` long; returns the vectors it published."""
+        from trainer.loop import poll, publish, train_steps
 
-        rows, cursor = poll_feed(self.client, self.project, self.engine.cursor, self.config.edge_page)
-        self.engine.consume(rows, cursor)
-        self.engine.reseed()
-        for _ in range(steps):
-            self.engine.train_step()
-        vectors = self.engine.embed_all()
-        self.client.upload_embeddings(self.project, item_ids=self.engine.items.ids, vectors=vectors,
-                                      step=self.engine.step, edges_seen=self.engine.store.consumed,
-                                      cursor=self.engine.cursor, metrics={})
-        self.vectors = vectors
-        return vectors
+        poll(self.client, self.engine)
+        meter = train_steps(self.engine, steps)
+        self.vectors = publish(self.client, self.engine, meter).vectors
+        return self.vectors
 
     def edge_counts(self) -> tuple[int, int]:
         edges = self.engine.store.graph.edges()

@@ -9,6 +9,10 @@ training through quiet spells until then) or ``until_idle`` (once a poll brings 
 after at least one published cycle). With neither, an idle trainer stops training, polls every
 ``poll_interval`` seconds, and trains again when edges come.
 
+Each phase is a public function, so that a benchmark stepping the trainer itself runs this
+code: :func:`load_items`, :func:`load_engine`, then per cycle :func:`poll`, :func:`decide`,
+:func:`train_steps` and :func:`publish`.
+
 Start it with :func:`main` (``pal train --server URL --token T --project P ...``), with
 :func:`run_from_args` from a parser that used :func:`trainer.config.add_arguments`, with
 :func:`run` from Python, or as ``python -m trainer --project P ...``.
@@ -22,7 +26,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +50,15 @@ class RunResult:
     edges_consumed: int
     versions: list[dict[str, Any]] = field(default_factory=list)  # the server's answers to uploads
     metrics: dict[str, float] = field(default_factory=dict)  # the last published metrics
+
+
+@dataclass
+class Published:
+    """One published version: the server's answer, the vectors sent and the metrics sent with them."""
+
+    version: dict[str, Any]
+    vectors: np.ndarray
+    metrics: dict[str, float]
 
 
 class Meter:
@@ -108,15 +121,43 @@ def run(config: TrainConfig, client: ApiClient | None = None) -> RunResult:
 
 
 def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) -> RunResult:
-    # 1. Items: rank 0 reads them from the server and hands them to the other ranks.
+    items = load_items(client, config, ctx)
+    engine = load_engine(config, items, ctx)
+    result = RunResult(engine.step, engine.cursor, engine.store.consumed)
+    cycles, quiet_polls = 0, 0
+    # Stop before polling once the step budget is spent: rows read then would be counted in the
+    # result but not in the last checkpoint (a resume re-reads them, but the two would disagree).
+    while config.max_steps is None or engine.step < config.max_steps:
+        quiet_polls = 0 if poll(client, engine) else quiet_polls + 1
+        action = decide(config, cycles, quiet_polls)
+        if action == "stop":
+            break
+        if action == "wait":
+            time.sleep(config.poll_interval)
+            continue
+        meter = train_steps(engine, cycle_steps(config, engine.step))
+        if ctx.is_main and client is not None:
+            published = publish(client, engine, meter)
+            result.versions.append(published.version)
+            result.metrics = published.metrics
+        ctx.barrier()
+        cycles += 1
+    result.step, result.cursor, result.edges_consumed = engine.step, engine.cursor, engine.store.consumed
+    return result
+
+
+def load_items(client: ApiClient | None, config: TrainConfig, ctx: ddp.DistContext) -> ItemTable:
+    """Every item of the project: rank 0 (the one with a client) reads them and hands them to the others."""
     items = ItemTable.empty()
     if client is not None:
         project = client.get_project(config.project)
         log.info("project %s (%s)", config.project, project.get("name", "?"))
         fetch_items(client, config.project, items, config.image_size, config.pixel_page)
-    items = ctx.broadcast(items)
+    return ctx.broadcast(items)
 
-    # 2. Model, optimizer and graph, fresh or from the checkpoint.
+
+def load_engine(config: TrainConfig, items: ItemTable, ctx: ddp.DistContext) -> Engine:
+    """Model, optimizer and graph: fresh, or resumed from ``config.checkpoint`` when that file exists."""
     checkpoint = load_checkpoint(config.checkpoint) if config.checkpoint else None
     engine = Engine(config, items, ctx, checkpoint)
     if checkpoint is not None:
@@ -126,95 +167,111 @@ def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) ->
             engine.cursor,
             engine.store.consumed,
         )
-    result = RunResult(engine.step, engine.cursor, engine.store.consumed)
-    cycles, quiet_polls = 0, 0
+    return engine
 
-    while True:
-        # Stop before polling once the step budget is spent: rows read now would be counted in the
-        # result but not in the last checkpoint (a resume re-reads them, but the two would disagree).
-        if config.max_steps is not None and engine.step >= config.max_steps:
-            break
-        # 3. Poll: new items, then every edge row after the cursor, folded into the graph.
-        news: tuple[np.ndarray, np.ndarray, list[EdgeRecord], str] | None = None
-        if client is not None:
-            before = len(items)
-            fetch_items(client, config.project, items, config.image_size, config.pixel_page)
-            rows, cursor = poll_feed(client, config.project, engine.cursor, config.edge_page)
-            news = (items.ids[before:], items.images[before:].numpy(), rows, cursor)
-        new_ids, new_images, rows, cursor = ctx.broadcast(news)  # type: ignore[misc]
-        if not ctx.is_main and len(new_ids):
-            items.extend(new_ids, new_images.transpose(0, 2, 3, 1))
-        if len(new_ids):
-            engine.items_added()
-        new_rows = engine.consume(rows, cursor)
-        quiet_polls = 0 if new_rows else quiet_polls + 1
 
-        # 4. Stop, wait, or train.
-        idle = cycles > 0 and quiet_polls >= config.idle_cycles
-        if idle and config.until_idle:
-            break
-        if idle and config.max_steps is None:
-            time.sleep(config.poll_interval)  # nothing new to learn from: wait for answers
-            continue
-        n_steps = config.publish_every
-        if config.max_steps is not None:
-            n_steps = min(n_steps, config.max_steps - engine.step)
+def poll(client: ApiClient | None, engine: Engine) -> int:
+    """Fold what the server has new into the engine: items after the table's last one, then every
+    feed row after the cursor. Rank 0 (the one with a client) reads and hands both to the other
+    ranks, so every rank trains on the same table and graph. Returns the number of new rows."""
+    config, ctx, items = engine.config, engine.ctx, engine.items
+    news: tuple[np.ndarray, np.ndarray, list[EdgeRecord], str] | None = None
+    if client is not None:
+        before = len(items)
+        fetch_items(client, config.project, items, config.image_size, config.pixel_page)
+        rows, cursor = poll_feed(client, config.project, engine.cursor, config.edge_page)
+        news = (items.ids[before:], items.images[before:].numpy(), rows, cursor)
+    new_ids, new_images, rows, cursor = ctx.broadcast(news)  # type: ignore[misc]
+    if not ctx.is_main and len(new_ids):
+        items.extend(new_ids, new_images.transpose(0, 2, 3, 1))
+    if len(new_ids):
+        engine.items_added()
+    return engine.consume(rows, cursor)
 
-        # 5. Train: the random state restarts from (seed, rank, step), so a resume repeats it.
-        engine.reseed()
-        meter, window = Meter(), Meter()
-        for _ in range(n_steps):
-            terms = engine.train_step()
-            meter.add(terms, 2 * config.batch_size)
-            window.add(terms, 2 * config.batch_size)
-            if ctx.is_main and engine.step % config.log_every == 0:
-                s = window.summary()
-                log.info(
-                    "step %d | %.2f steps/s %.0f img/s | loss %.4f | %s",
-                    engine.step,
-                    s["steps_per_s"],
-                    s["images_per_s"],
-                    s["loss"],
-                    " ".join(f"{k} {v:.4f}" for k, v in s.items() if k not in ("loss", "steps_per_s", "images_per_s")),
-                )
-                window = Meter()
 
-        # 6. Embed every item, publish the version with its metrics, checkpoint.
-        if ctx.is_main and client is not None:
-            started = time.perf_counter()
-            vectors = engine.embed_all()
-            metrics = {
-                **meter.summary(),
-                **graph_metrics(engine),
-                "embed_seconds": time.perf_counter() - started,
-            }
-            metrics["lr"] = float(engine.scheduler.get_last_lr()[0])
-            version = client.upload_embeddings(
-                config.project,
-                item_ids=engine.items.ids,
-                vectors=vectors,
-                step=engine.step,
-                edges_seen=engine.store.consumed,
-                cursor=engine.cursor,
-                metrics=metrics,
-            )
-            result.versions.append(version)
-            result.metrics = metrics
-            log.info(
-                "published version %s at step %d (%d items x %d, %d edges consumed, embed %.1fs)",
-                version.get("id", "?"),
-                engine.step,
-                *vectors.shape,
-                engine.store.consumed,
-                metrics["embed_seconds"],
-            )
-            if config.checkpoint:
-                save_checkpoint(config.checkpoint, engine.checkpoint())
-        ctx.barrier()
-        cycles += 1
+Action = Literal["stop", "wait", "train"]
 
-    result.step, result.cursor, result.edges_consumed = engine.step, engine.cursor, engine.store.consumed
-    return result
+
+def decide(config: TrainConfig, cycles: int, quiet_polls: int) -> Action:
+    """What a poll leads to. Idle means a cycle was published and the last ``idle_cycles`` polls
+    brought no new edge: ``until_idle`` then stops; without a step budget there is nothing new to
+    learn from, so the loop waits for answers; with one it keeps training towards it."""
+    idle = cycles > 0 and quiet_polls >= config.idle_cycles
+    if idle and config.until_idle:
+        return "stop"
+    if idle and config.max_steps is None:
+        return "wait"
+    return "train"
+
+
+def cycle_steps(config: TrainConfig, step: int) -> int:
+    """Steps in the cycle starting at ``step``: ``publish_every``, cut to what ``max_steps`` leaves."""
+    if config.max_steps is None:
+        return config.publish_every
+    return min(config.publish_every, config.max_steps - step)
+
+
+def train_steps(engine: Engine, n_steps: int) -> Meter:
+    """Train ``n_steps`` steps and return the cycle's meter; rank 0 logs every ``log_every`` steps.
+
+    The random state restarts from (seed, rank, step) first, so a resumed run repeats the draws."""
+    config = engine.config
+    engine.reseed()
+    meter, window = Meter(), Meter()
+    for _ in range(n_steps):
+        terms = engine.train_step()
+        meter.add(terms, 2 * config.batch_size)
+        window.add(terms, 2 * config.batch_size)
+        if engine.ctx.is_main and engine.step % config.log_every == 0:
+            log_progress(engine.step, window.summary())
+            window = Meter()
+    return meter
+
+
+def log_progress(step: int, summary: dict[str, float]) -> None:
+    throughput = ("loss", "steps_per_s", "images_per_s")
+    log.info(
+        "step %d | %.2f steps/s %.0f img/s | loss %.4f | %s",
+        step,
+        summary["steps_per_s"],
+        summary["images_per_s"],
+        summary["loss"],
+        " ".join(f"{k} {v:.4f}" for k, v in summary.items() if k not in throughput),
+    )
+
+
+def publish(client: ApiClient, engine: Engine, meter: Meter) -> Published:
+    """Embed every item, upload the version with the cycle's metrics, then checkpoint (when the
+    config names a file): a cycle's end, where a resume picks up."""
+    config = engine.config
+    started = time.perf_counter()
+    vectors = engine.embed_all()
+    metrics = {
+        **meter.summary(),
+        **graph_metrics(engine),
+        "embed_seconds": time.perf_counter() - started,
+    }
+    metrics["lr"] = float(engine.scheduler.get_last_lr()[0])
+    version = client.upload_embeddings(
+        config.project,
+        item_ids=engine.items.ids,
+        vectors=vectors,
+        step=engine.step,
+        edges_seen=engine.store.consumed,
+        cursor=engine.cursor,
+        metrics=metrics,
+    )
+    log.info(
+        "published version %s at step %d (%d items x %d, %d edges consumed, embed %.1fs)",
+        version.get("id", "?"),
+        engine.step,
+        *vectors.shape,
+        engine.store.consumed,
+        metrics["embed_seconds"],
+    )
+    if config.checkpoint:
+        save_checkpoint(config.checkpoint, engine.checkpoint())
+    return Published(version, vectors, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:

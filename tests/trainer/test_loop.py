@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from tests.trainer.trainer_fakes import FakeServer, answer, blob_images, retract
+from trainer import ddp
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
-from trainer.loop import run
+from trainer.engine import Engine
+from trainer.loop import cycle_steps, decide, load_engine, load_items, poll, publish, run, train_steps
 
 
 def config(tmp_path: Path, **overrides: Any) -> TrainConfig:
@@ -156,3 +158,74 @@ def test_run_logs_throughput(tmp_path: Path, fake_server: FakeServer, caplog: py
     with caplog.at_level(logging.INFO, logger="trainer"):
         run(config(tmp_path, max_steps=2), fake_server.client())
     assert "steps/s" in caplog.text and "img/s" in caplog.text and "published version 1" in caplog.text
+
+
+# --- the phases, one at a time ------------------------------------------------------------------
+
+CPU = ddp.DistContext(0, 1, 0, torch.device("cpu"))
+
+
+def _engine(tmp_path: Path, server: FakeServer, **overrides: Any) -> Engine:
+    settings = config(tmp_path, **overrides)
+    return load_engine(settings, load_items(server.client(), settings, CPU), CPU)
+
+
+@pytest.mark.parametrize(
+    ("cycles", "quiet_polls", "until_idle", "max_steps", "action"),
+    [
+        (0, 3, True, None, "train"),  # nothing published yet: never idle
+        (1, 0, True, None, "train"),  # new edges came
+        (1, 1, True, None, "stop"),
+        (1, 1, False, None, "wait"),
+        (1, 1, False, 10, "train"),  # a step budget keeps it training through quiet spells
+        (1, 1, True, 10, "stop"),
+    ],
+)
+def test_decide_stops_waits_or_trains(
+    tmp_path: Path, cycles: int, quiet_polls: int, until_idle: bool, max_steps: int | None, action: str
+) -> None:
+    assert decide(config(tmp_path, until_idle=until_idle, max_steps=max_steps), cycles, quiet_polls) == action
+
+
+def test_decide_idle_after_idle_cycles_quiet_polls(tmp_path: Path) -> None:
+    settings = config(tmp_path, until_idle=True, idle_cycles=3)
+    assert [decide(settings, 1, quiet) for quiet in (1, 2, 3)] == ["train", "train", "stop"]
+
+
+def test_cycle_steps_cuts_publish_every_to_the_budget(tmp_path: Path) -> None:
+    assert cycle_steps(config(tmp_path, publish_every=5), 7) == 5
+    assert cycle_steps(config(tmp_path, publish_every=5, max_steps=9), 7) == 2
+
+
+def test_poll_folds_new_items_and_rows_and_counts_only_new_rows(tmp_path: Path) -> None:
+    images = blob_images(n=40)
+    server = FakeServer(images=images[:32], ids=np.arange(100, 132))
+    engine = _engine(tmp_path, server)
+    server.images, server.ids = images, np.arange(100, 140)
+    server.edges = [answer(1, 100, 136, 1), answer(2, 101, 105, -1)]
+    assert poll(server.client(), engine) == 2
+    assert len(engine.items) == 40 and engine.sampler.n_items == 40 and engine.cursor == "0:2"
+    assert len(engine.snap.positives) == 1  # the edge to a new item is usable
+    assert poll(server.client(), engine) == 0
+
+
+def test_train_steps_draws_from_the_step_not_from_earlier_draws(tmp_path: Path, fake_server: FakeServer) -> None:
+    straight, disturbed = _engine(tmp_path, fake_server), _engine(tmp_path, fake_server)
+    disturbed.sampler.rng.random(7)
+    torch.rand(3, generator=disturbed.generator)
+    meters = [train_steps(engine, 3) for engine in (straight, disturbed)]
+    assert straight.step == disturbed.step == 3 and meters[0].steps == 3
+    assert torch.equal(meters[0].sums["loss"], meters[1].sums["loss"])
+    for name, tensor in straight.model.state_dict().items():
+        assert torch.equal(tensor, disturbed.model.state_dict()[name]), name
+
+
+def test_publish_uploads_the_vectors_it_returns_then_checkpoints(tmp_path: Path, fake_server: FakeServer) -> None:
+    engine = _engine(tmp_path, fake_server)
+    published = publish(fake_server.client(), engine, train_steps(engine, 2))
+    upload = fake_server.uploads[0]
+    assert published.version == {"id": 1, "step": 2}
+    assert np.array_equal(upload["vectors"], published.vectors)
+    assert upload["meta"]["metrics"] == pytest.approx(published.metrics)
+    ckpt = load_checkpoint(tmp_path / "ckpt.pt")
+    assert ckpt is not None and ckpt["step"] == 2

@@ -334,6 +334,19 @@ def test_loss_modules_match_functions() -> None:
     assert torch.equal(BarlowTwinsLoss()(z_a, z_b).total, barlow_twins_loss(z_a, z_b).total)
 
 
+def test_loss_modules_pass_within_branch_graphs_only_to_losses_using_negatives() -> None:
+    z_a, z_b = _views()
+    n = z_a.shape[0]
+    graph, graph_aa, graph_bb = torch.eye(n), -torch.eye(n).roll(1, dims=1), torch.eye(n).roll(2, dims=1)
+    within = nt_xent_loss(z_a, z_b, graph, graph_aa=graph_aa, graph_bb=graph_bb).total
+    assert not torch.equal(within, nt_xent_loss(z_a, z_b, graph).total)
+    assert torch.equal(NTXentLoss()(z_a, z_b, graph, graph_aa, graph_bb).total, within)
+    assert torch.equal(VICRegLoss()(z_a, z_b, graph, graph_aa, graph_bb).total, vicreg_loss(z_a, z_b, graph).total)
+    assert torch.equal(
+        BarlowTwinsLoss()(z_a, z_b, graph, graph_aa, graph_bb).total, barlow_twins_loss(z_a, z_b, graph).total
+    )
+
+
 def test_loss_terms_as_floats_names_total_loss() -> None:
     terms = vicreg_loss(*_views()).as_floats()
     assert set(terms) == {"loss", "invariance", "variance", "covariance"}

@@ -6,12 +6,10 @@ them (see :mod:`trainer.losses.common`), and returns :class:`LossTerms`.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from torch import Tensor
+from typing import Any
 
 from trainer.losses.barlow import BarlowTwinsLoss, barlow_twins_loss
-from trainer.losses.common import LossTerms
+from trainer.losses.common import GraphLoss, LossTerms
 from trainer.losses.simclr import NTXentLoss, nt_xent_loss
 from trainer.losses.vicreg import VICRegLoss, vicreg_loss
 
@@ -29,20 +27,7 @@ __all__ = [
 ]
 
 
-class GraphLoss(Protocol):
-    uses_negatives: bool
-
-    def __call__(
-        self,
-        z_a: Tensor,
-        z_b: Tensor,
-        graph: Tensor | None = None,
-        graph_aa: Tensor | None = None,
-        graph_bb: Tensor | None = None,
-    ) -> LossTerms: ...
-
-
-LOSSES: dict[str, type[VICRegLoss] | type[NTXentLoss] | type[BarlowTwinsLoss]] = {
+LOSSES: dict[str, type[GraphLoss]] = {
     "vicreg": VICRegLoss,
     "simclr": NTXentLoss,
     "nt_xent": NTXentLoss,
@@ -57,5 +42,4 @@ def build_loss(name: str, **kwargs: Any) -> GraphLoss:
         cls = LOSSES[name.lower()]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}") from None
-    loss: GraphLoss = cls(**kwargs)
-    return loss
+    return cls(**kwargs)

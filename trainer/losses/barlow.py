@@ -5,9 +5,9 @@ Default off-diagonal weight lambda = 0.0051 and batch-norm eps = 1e-5, the Barlo
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from trainer.losses.common import LossTerms, check_branches, cross_graph, off_diagonal
+from trainer.losses.common import GraphLoss, LossTerms, check_branches, cross_graph, off_diagonal
 
 
 def branch_batchnorm(z: Tensor, eps: float = 1e-5) -> Tensor:
@@ -56,21 +56,8 @@ def barlow_twins_loss(
     return LossTerms(total=total, terms={"on_diagonal": on_diag, "off_diagonal": off_diag})
 
 
-class BarlowTwinsLoss(nn.Module):
+class BarlowTwinsLoss(GraphLoss):
     """Module form of :func:`barlow_twins_loss`; ``graph_aa``/``graph_bb`` are accepted and unused."""
 
-    uses_negatives = False
-
     def __init__(self, lambda_param: float = 0.0051, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.lambda_param, self.eps = lambda_param, eps
-
-    def forward(
-        self,
-        z_a: Tensor,
-        z_b: Tensor,
-        graph: Tensor | None = None,
-        graph_aa: Tensor | None = None,
-        graph_bb: Tensor | None = None,
-    ) -> LossTerms:
-        return barlow_twins_loss(z_a, z_b, graph, lambda_param=self.lambda_param, eps=self.eps)
+        super().__init__(barlow_twins_loss, lambda_param=lambda_param, eps=eps)

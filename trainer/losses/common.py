@@ -1,4 +1,4 @@
-"""What every graph loss shares: the result type and the checks on its inputs.
+"""What every graph loss shares: the result type, the module form and the checks on its inputs.
 
 A batch holds two branches of nodes, ``z_a`` (n_a, D) and ``z_b`` (n_b, D), and a signed
 weight matrix ``graph`` (n_a, n_b) between them: ``graph[i, j] > 0`` says row i of A and row j
@@ -9,10 +9,12 @@ image (the identity matrix), which makes every loss its standard two-view form.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,34 @@ class LossTerms:
         out = {name: float(value.detach()) for name, value in self.terms.items()}
         out["loss"] = float(self.total.detach())
         return out
+
+
+class GraphLoss(nn.Module):
+    """The module form of a pure loss function (lightly's layout: the maths in the function, the
+    settings on a thin module), called alike for every loss.
+
+    Losses with ``uses_negatives`` also read the within-branch graphs ``graph_aa``/``graph_bb``;
+    the others accept and ignore them (the engine has them built only for the former).
+    """
+
+    uses_negatives: ClassVar[bool] = False
+    __call__: Callable[..., LossTerms]  # nn.Module types it as returning Any
+
+    def __init__(self, function: Callable[..., LossTerms], **settings: float) -> None:
+        super().__init__()
+        self.function = function
+        self.settings = settings
+
+    def forward(
+        self,
+        z_a: Tensor,
+        z_b: Tensor,
+        graph: Tensor | None = None,
+        graph_aa: Tensor | None = None,
+        graph_bb: Tensor | None = None,
+    ) -> LossTerms:
+        within = {"graph_aa": graph_aa, "graph_bb": graph_bb} if self.uses_negatives else {}
+        return self.function(z_a, z_b, graph, **within, **self.settings)
 
 
 def check_branches(z_a: Tensor, z_b: Tensor, min_rows: int = 1) -> None:

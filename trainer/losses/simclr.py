@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from trainer.losses.common import LossTerms, check_branches, check_graph, cross_graph
+from trainer.losses.common import GraphLoss, LossTerms, check_branches, check_graph, cross_graph
 
 
 def pooled_graph(cross: Tensor, graph_aa: Tensor | None, graph_bb: Tensor | None) -> Tensor:
@@ -92,29 +92,10 @@ def nt_xent_loss(
     return LossTerms(total=loss, terms={"nt_xent": loss, "positive_cosine": pos_cos})
 
 
-class NTXentLoss(nn.Module):
+class NTXentLoss(GraphLoss):
     """Module form of :func:`nt_xent_loss`."""
 
     uses_negatives = True
 
     def __init__(self, temperature: float = 0.5, negative_weight: float = 1.0) -> None:
-        super().__init__()
-        self.temperature, self.negative_weight = temperature, negative_weight
-
-    def forward(
-        self,
-        z_a: Tensor,
-        z_b: Tensor,
-        graph: Tensor | None = None,
-        graph_aa: Tensor | None = None,
-        graph_bb: Tensor | None = None,
-    ) -> LossTerms:
-        return nt_xent_loss(
-            z_a,
-            z_b,
-            graph,
-            graph_aa=graph_aa,
-            graph_bb=graph_bb,
-            temperature=self.temperature,
-            negative_weight=self.negative_weight,
-        )
+        super().__init__(nt_xent_loss, temperature=temperature, negative_weight=negative_weight)

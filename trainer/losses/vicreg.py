@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from trainer.losses.common import LossTerms, check_branches, cross_graph, off_diagonal
+from trainer.losses.common import GraphLoss, LossTerms, check_branches, cross_graph, off_diagonal
 
 
 def invariance_term(z_a: Tensor, z_b: Tensor, graph: Tensor) -> Tensor:
@@ -81,7 +81,7 @@ def vicreg_loss(
     return LossTerms(total=total, terms={"invariance": inv, "variance": var, "covariance": cov})
 
 
-class VICRegLoss(nn.Module):
+class VICRegLoss(GraphLoss):
     """Module form of :func:`vicreg_loss`; ``graph_aa``/``graph_bb`` are accepted and unused.
 
     VICReg only compares across branches; within-branch relations reach it through the
@@ -89,28 +89,7 @@ class VICRegLoss(nn.Module):
     every row of B of the same kind.
     """
 
-    uses_negatives = False
-
     def __init__(
         self, lambda_param: float = 25.0, mu_param: float = 25.0, nu_param: float = 1.0, eps: float = 1e-4
     ) -> None:
-        super().__init__()
-        self.lambda_param, self.mu_param, self.nu_param, self.eps = lambda_param, mu_param, nu_param, eps
-
-    def forward(
-        self,
-        z_a: Tensor,
-        z_b: Tensor,
-        graph: Tensor | None = None,
-        graph_aa: Tensor | None = None,
-        graph_bb: Tensor | None = None,
-    ) -> LossTerms:
-        return vicreg_loss(
-            z_a,
-            z_b,
-            graph,
-            lambda_param=self.lambda_param,
-            mu_param=self.mu_param,
-            nu_param=self.nu_param,
-            eps=self.eps,
-        )
+        super().__init__(vicreg_loss, lambda_param=lambda_param, mu_param=mu_param, nu_param=nu_param, eps=eps)
