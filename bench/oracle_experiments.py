@@ -41,11 +41,11 @@ import numpy as np
 from bench.label_efficiency import code_fingerprint, load_dataset, machine
 from pal import metrics
 from pal.core.graph import KnowledgeGraph
+from pal.core.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
 from pal.core.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_oracle
 from pal.core.oracle.base import NoTaskAvailable
 from pal.core.oracle.common import space_for
 from pal.core.oracle.neighbours import VectorSpace
-from server.services.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
 
 log = logging.getLogger("bench.oracle_experiments")
 
@@ -401,7 +401,7 @@ AGGREGATES = ("all", "unanimous")
 
 def known_label_edges(known: dict[int, Any]) -> list[tuple[int, int, int, float]]:
     """``(src, dst, sign, weight)`` for known labels ``{item id: label}`` given in this order,
-    with the server's rule (:func:`server.services.known_labels.known_label_pairs`)."""
+    with the server's rule (:func:`pal.core.known_labels.known_label_pairs`)."""
     return [(src, dst, sign, KNOWN_LABEL_WEIGHT) for src, dst, sign in known_label_pairs([], known.items())]
 
 

@@ -147,7 +147,7 @@ def test_no_recheck_for_two_pairs_apart_or_a_cluster_too_small_for_a_full_grid(n
 
 def test_known_label_edges_follow_the_servers_rule() -> None:
     from bench.oracle_experiments import known_label_edges, pick_known
-    from server.services.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
+    from pal.core.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
 
     edges = known_label_edges({1: "a", 2: "a", 3: "b"})
     assert edges == [(1, 2, 1, KNOWN_LABEL_WEIGHT), (1, 3, -1, KNOWN_LABEL_WEIGHT), (2, 3, -1, KNOWN_LABEL_WEIGHT)]

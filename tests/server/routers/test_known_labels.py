@@ -10,8 +10,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from pal.core.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
 from server import models
-from server.services.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
 from tests.conftest import LiveServer
 from tests.support import item_labels, make_project, make_user, wait_for_feed
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.services.known_labels import PAIRS_PER_LABEL, known_label_pairs
+from pal.core.known_labels import PAIRS_PER_LABEL, known_label_pairs
 
 
 def test_a_new_known_item_is_linked_to_a_few_earlier_items_of_every_label() -> None:
