@@ -36,7 +36,7 @@ def test_feed_delivers_out_of_order_commits_exactly_once(
                 ids = conn.execute(
                     sa.insert(models.Edge).returning(models.Edge.id),
                     [{"project_id": pid, "src": rng.choice(items), "dst": rng.choice(items), "sign": 1,
-                      "weight": 1.0, "kind": "seed"} for _ in range(rng.randint(1, 3))],
+                      "weight": 1.0, "kind": "known"} for _ in range(rng.randint(1, 3))],
                 ).scalars().all()
                 time.sleep(rng.uniform(0, 0.05))  # hold the transaction open: later ids may commit first
             with lock:
