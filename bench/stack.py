@@ -1,4 +1,5 @@
-"""What the label-efficiency benchmark needs: a fresh database, a real server process, an admin token.
+"""What a benchmark that drives one real server needs (annotator latency, the research label-efficiency
+harness): a fresh database, a real server process, an admin token.
 
 - :func:`fresh_database`: a new SQLite file in a work folder (default), or a new database created on
   the PostgreSQL server that ``base_url`` points at (dropped again by :meth:`Database.drop`);

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.label_efficiency_compare import identical_runs, markdown, rows
+import pytest
+
+from research.label_efficiency_compare import identical_runs, markdown, rows
+
+pytestmark = pytest.mark.research
 
 
 def _doc(label: float, std: float, knn: float = 0.75) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Does a re-run of the label-efficiency suite reproduce the published table?
 
-    python -m bench.label_efficiency_compare bench/label_efficiency.json var/rerun/label_efficiency.json \
-        [--out bench/label_efficiency_reproduction.md]
+    python -m research.label_efficiency_compare research/label_efficiency.json var/rerun/label_efficiency.json \
+        [--out research/label_efficiency_reproduction.md]
 
 For every number of the table (the mean over seeds of label, kNN and cluster accuracy, per strategy
 and T), the re-run's mean is compared with the published mean and its stated spread (the standard
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.label_efficiency_suite import measured_code
+from research.label_efficiency_suite import measured_code
 
 METRICS = ("label_accuracy", "knn_accuracy", "cluster_accuracy")
 
@@ -88,7 +88,7 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
         f"Table: `{paths[0]}` ({published['machine'].get('cpu', '?')}, {_run_minutes(published)} min of run "
         f"time). Other run of the same command: `{paths[1]}` "
         f"({rerun['machine'].get('cpu', '?')}, {_run_minutes(rerun)} min). "
-        "Written by `python -m bench.label_efficiency_compare`.",
+        "Written by `python -m research.label_efficiency_compare`.",
         "",
         f"- Numbers compared (label, kNN and cluster accuracy means, every strategy and T): {n}.",
         f"- Other run's mean within the table's ± (standard deviation over seeds): **{stated} of {n}**.",
@@ -123,7 +123,7 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.label_efficiency_compare", description=__doc__.split("\n\n")[0]
+        prog="python -m research.label_efficiency_compare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("published", type=Path)
     parser.add_argument("rerun", type=Path)

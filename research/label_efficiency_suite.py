@@ -1,10 +1,9 @@
 """The label-efficiency suite: every strategy, answer budget, error rate and seed, in one command.
 
-    pal bench label-efficiency-suite                       # full: $PAL_BENCH_DATA (Fashion-MNIST), ~2 h
-    pal bench label-efficiency-suite --preset quick        # shipped demo data, a few minutes
-    python -m bench.label_efficiency_suite ...             # the same
+    python -m research.label_efficiency_suite                   # full: $PAL_BENCH_DATA (Fashion-MNIST), ~2 h
+    python -m research.label_efficiency_suite --preset quick    # shipped demo data, a few minutes
 
-Each run is one :func:`bench.label_efficiency.run` (fresh database, real server, simulated
+Each run is one :func:`research.label_efficiency.run` (fresh database, real server, simulated
 annotators, the trainer) on a *schedule*: the answers are given in rounds ending at each budget of
 the preset (e.g. 100, 300, 1000, 3000) with the same number of training steps per round for every
 strategy, so the point at T of every curve comes after the same compute. One run per (strategy,
@@ -12,7 +11,7 @@ error rate, seed) therefore gives that strategy's whole curve.
 
 Writes ``label_efficiency.json`` (every run's summary and curve, the aggregates), ``.md`` (tables,
 headline, verdicts) and ``.png`` (accuracy vs answers, mean and spread over seeds) to
-``--out-dir`` (full preset: ``bench/``; quick: ``var/label_efficiency_quick/``). Finished runs are
+``--out-dir`` (full preset: ``research/``; quick: ``var/label_efficiency_quick/``). Finished runs are
 kept in ``var/label_efficiency_runs/<preset>/`` and reused when the suite is started again with the
 same settings and code (the oracle, graph, trainer and export modules, by hash), so an interrupted
 suite resumes (``--fresh`` re-runs everything; ``--keep-stored`` reuses runs of older code).
@@ -33,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.label_efficiency import RunConfig, code_fingerprint, machine, run, stop_on_sigterm
-from bench.lineplot import PALETTE, Panel, Series, render
+from research.label_efficiency import RunConfig, code_fingerprint, machine, run, stop_on_sigterm
+from research.lineplot import PALETTE, Panel, Series, render
 
-log = logging.getLogger("bench.label_efficiency_suite")
+log = logging.getLogger("research.label_efficiency_suite")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
@@ -111,7 +110,7 @@ FULL = Preset(
         Cell("active", 0.2, last=1000),
         Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000, seeds=6),
     ),
-    out_dir=ROOT / "bench",
+    out_dir=ROOT / "research",
 )
 QUICK = Preset(
     schedule=(100, 300), seeds=(0, 1), train_steps=300, warmup_steps=100, max_train_items=2_500,
@@ -472,7 +471,8 @@ def measured_code(doc: dict[str, Any]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pal bench label-efficiency-suite", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.label_efficiency_suite",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--data", type=Path, default=None,
                         help="full: default $PAL_BENCH_DATA; quick: default the shipped demo data")
@@ -510,8 +510,8 @@ def main(argv: list[str]) -> int:
     results = run_all(preset, data, runs_dir, fresh=args.fresh, database_url=args.database_url,
                       keep_stored=args.keep_stored)
     agg = aggregate(preset, results)
-    command = ("pal bench label-efficiency-suite --preset quick" if args.preset == "quick"
-               else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz pal bench label-efficiency-suite")
+    command = ("python -m research.label_efficiency_suite --preset quick" if args.preset == "quick"
+               else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz python -m research.label_efficiency_suite")
     doc = {
         "preset": args.preset, "data": str(data), "machine": info, "command": command,
         "wall_s": round(time.perf_counter() - started, 1),

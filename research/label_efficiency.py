@@ -1,7 +1,7 @@
 """Label efficiency: how good are PAL's labels after T human answers, and how does that compare
 with plain self-supervised learning, passive grids and ordinary labelling, at the same compute?
 
-    pal bench label-efficiency --data demo/fashion-mnist-demo.npz --tasks 300 --oracle active --seed 0 \\
+    python -m research.label_efficiency --data demo/fashion-mnist-demo.npz --tasks 300 --oracle active --seed 0 \\
         --out result.json
 
 One run, end to end, through the real system:
@@ -67,7 +67,7 @@ from pal import metrics
 from pal.simulate import GroundTruth as SimTruth
 from pal.simulate import SimConfig, create_annotators, match_items, simulate
 
-log = logging.getLogger("bench.label_efficiency")
+log = logging.getLogger("research.label_efficiency")
 
 API = "/api/v1"
 SERVER_ORACLES = ("random", "active", "uncertainty")
@@ -746,21 +746,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pal bench label-efficiency", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.label_efficiency", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.data.exists():
-        print(f"pal bench label-efficiency: {args.data} does not exist", file=sys.stderr)
+        print(f"python -m research.label_efficiency: {args.data} does not exist", file=sys.stderr)
         return 2
     if args.tasks is None and not args.schedule:
         parser.error("give --tasks T (or --schedule)")
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"pal bench label-efficiency: {exc}", file=sys.stderr)
+        print(f"python -m research.label_efficiency: {exc}", file=sys.stderr)
         return 2
     result = run(config)
     summary = {k: v for k, v in result.items() if k not in ("curve", "config", "simulator", "machine", "data")}

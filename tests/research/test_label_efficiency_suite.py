@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from bench.label_efficiency_suite import FULL, QUICK, Cell, aggregate, job_list, noise_cost, run_config
+import pytest
+
+from research.label_efficiency_suite import FULL, QUICK, Cell, aggregate, job_list, noise_cost, run_config
+
+pytestmark = pytest.mark.research
 
 
 def _steps_after(config_schedule: tuple[int, ...], train_steps: int, warmup: int) -> list[int]:
