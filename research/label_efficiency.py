@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import logging
@@ -466,23 +467,19 @@ def machine() -> dict[str, Any]:
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
-def code_fingerprint() -> dict[str, str]:
-    """Short hashes of the code a result depends on (the oracle, the graph, the claim path, the
-    trainer), so results measured on different versions are not mixed up unnoticed."""
-    import hashlib
+@functools.cache
+def _behaviour() -> tuple[tuple[str, str], ...]:
+    from pal.replay import fingerprint
 
-    root = Path(__file__).resolve().parent.parent
-    groups = {"oracle": ["server/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
-                         "server/services/known_labels.py", "server/services/reliability.py"],
-              "graph": ["pal/graph.py"], "trainer": ["trainer/*.py", "trainer/losses/*.py"],
-              "export": ["server/services/export.py"]}
-    out = {}
-    for name, patterns in groups.items():
-        h = hashlib.sha256()
-        for path in sorted(f for pat in patterns for f in root.glob(pat)):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-        out[name] = h.hexdigest()[:12]
-    return out
+    return tuple(fingerprint().items())
+
+
+def behaviour() -> dict[str, str]:
+    """What the runs measure: the replay fingerprint of this tree (:func:`pal.replay.fingerprint`: the
+    grids each oracle chooses and the labels the export gives on a fixed stream of answers), so that
+    results of different behaviour are not mixed up and a refactor does not invalidate them. Computed
+    once per process (about 15 s); the server a run starts runs the same tree."""
+    return dict(_behaviour())
 
 
 def stop_on_sigterm() -> None:
@@ -617,7 +614,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "data": {"file": str(config.data), "train_items": len(ev.train_ids), "test_items": len(ev.test_ids),
                      "classes": data.n_classes, "image_shape": list(data.images.shape[1:])},
             "machine": machine(),
-            "code": code_fingerprint(),
+            "behaviour": behaviour(),
         }
         admin.close()
     finally:

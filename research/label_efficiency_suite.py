@@ -13,8 +13,9 @@ Writes ``label_efficiency.json`` (every run's summary and curve, the aggregates)
 headline, verdicts) and ``.png`` (accuracy vs answers, mean and spread over seeds) to
 ``--out-dir`` (full preset: ``research/``; quick: ``var/label_efficiency_quick/``). Finished runs are
 kept in ``var/label_efficiency_runs/<preset>/`` and reused when the suite is started again with the
-same settings and code (the oracle, graph, trainer and export modules, by hash), so an interrupted
-suite resumes (``--fresh`` re-runs everything; ``--keep-stored`` reuses runs of older code).
+same settings and behaviour (the replay fingerprint, :func:`research.label_efficiency.behaviour`,
+computed once per suite run), so an interrupted suite resumes (``--fresh`` re-runs everything;
+``--keep-stored`` reuses runs measured with other behaviour).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from research.label_efficiency import RunConfig, code_fingerprint, machine, run, stop_on_sigterm
+from research.label_efficiency import RunConfig, behaviour, machine, run, stop_on_sigterm
 from research.lineplot import PALETTE, Panel, Series, render
 
 log = logging.getLogger("research.label_efficiency_suite")
@@ -172,10 +173,10 @@ def job_list(preset: Preset) -> list[tuple[Cell, int]]:
 
 def run_all(preset: Preset, data: Path, runs_dir: Path, *, fresh: bool, database_url: str | None,
             keep_stored: bool = False) -> list[dict[str, Any]]:
-    """Every (cell, seed) run, reusing a stored result whose settings and code are the same (with
-    ``keep_stored``: whatever code it was measured with)."""
+    """Every (cell, seed) run, reusing a stored result whose settings and behaviour are the same (with
+    ``keep_stored``: whatever it was measured with)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    code = code_fingerprint()
+    tag = behaviour()
     results = []
     jobs = job_list(preset)
     for n, (cell, seed) in enumerate(jobs, 1):
@@ -183,8 +184,8 @@ def run_all(preset: Preset, data: Path, runs_dir: Path, *, fresh: bool, database
         path = runs_dir / f"{cell.key}-s{seed}.json"
         if not fresh and path.exists():
             stored = json.loads(path.read_text())
-            same_code = keep_stored or stored.get("code") == code
-            if stored.get("suite_config") == _comparable(config) and same_code:
+            same = keep_stored or stored.get("behaviour") == tag
+            if stored.get("suite_config") == _comparable(config) and same:
                 log.info("[%d/%d] %s seed %d: stored result reused", n, len(jobs), cell.title, seed)
                 results.append(stored)
                 continue
@@ -453,8 +454,8 @@ def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name:
             for r in cost:
                 lines.append(f"| {r['design']} | {r['error_rate']:g} | {r['answers']} | {r['error_free']:.3f} | "
                              f"{r['noisy']:.3f} | {100 * r['loss']:.1f} | {r['spread']:.3f} |")
-    lines += ["", "Code measured (hashes of the oracle, graph, trainer and export modules): "
-              + "; ".join(f"`{c}`" for c in measured_code(doc)), "", "Reproduce: `" + doc["command"] + "`", ""]
+    lines += ["", f"Measured with {MEASURED_WITH}: " + "; ".join(f"`{c}`" for c in measured_with(doc)), "",
+              "Reproduce: `" + doc["command"] + "`", ""]
     return "\n".join(lines)
 
 
@@ -465,9 +466,20 @@ def _more_seeds(preset: Preset) -> str:
     return " (" + "; ".join(f"{c.title}: {c.seeds}" for c in more) + ")"
 
 
-def measured_code(doc: dict[str, Any]) -> list[str]:
-    """The distinct code fingerprints (as JSON) that a suite document's runs were measured with."""
-    return sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
+MEASURED_WITH = ("(behaviour: the replay fingerprint, `python -m pal.replay`; runs measured before it: code, "
+                 "hashes of the oracle, graph, trainer and export modules)")
+
+
+def measured_with(doc: dict[str, Any]) -> list[str]:
+    """The distinct tags a suite document's runs were measured with: ``behaviour {...}`` (the replay
+    fingerprint), or ``code {...}`` (the source hashes stored before it) for a run without one."""
+    tags = set()
+    for r in doc["runs"]:
+        if r.get("behaviour") is not None:
+            tags.add("behaviour " + json.dumps(r["behaviour"], sort_keys=True))
+        else:
+            tags.add("code " + json.dumps(r.get("code"), sort_keys=True))
+    return sorted(tags)
 
 
 def main(argv: list[str]) -> int:
@@ -482,7 +494,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server for the runs (default: SQLite)")
     parser.add_argument("--fresh", action="store_true", help="re-run every run, ignoring stored results")
     parser.add_argument("--keep-stored", action="store_true",
-                        help="reuse stored runs even if the oracle, graph, trainer or export code changed since")
+                        help="reuse stored runs even if measured with other behaviour (replay fingerprint)")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where finished runs are kept (default: var/label_efficiency_runs/PRESET)")
     parser.add_argument("--log-level", default="INFO")
@@ -513,7 +525,7 @@ def main(argv: list[str]) -> int:
     command = ("python -m research.label_efficiency_suite --preset quick" if args.preset == "quick"
                else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz python -m research.label_efficiency_suite")
     doc = {
-        "preset": args.preset, "data": str(data), "machine": info, "command": command,
+        "preset": args.preset, "data": str(data), "machine": info, "behaviour": behaviour(), "command": command,
         "wall_s": round(time.perf_counter() - started, 1),
         "runs_wall_s": round(sum(float(r["wall_s"]) for r in results), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(preset).items() if k != "cells"},

@@ -40,7 +40,7 @@ import numpy as np
 
 from pal import metrics
 from pal.graph import KnowledgeGraph
-from research.label_efficiency import code_fingerprint, load_dataset, machine
+from research.label_efficiency import behaviour, load_dataset, machine
 from server.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_oracle
 from server.oracle.base import NoTaskAvailable
 from server.oracle.common import space_for
@@ -493,7 +493,7 @@ def main(argv: list[str]) -> int:
                          ", ".join(f"{q['answers']}: {q['label_accuracy']:.3f}/{q['clusters']}" for q in r["points"]),
                          r["select_ms"])
                 runs.append(r)
-    info, code = machine(), code_fingerprint()
+    info, tag = machine(), behaviour()
     lines = [
         "# Oracle experiments (fixed embedding, no trainer)", "",
         f"Data: `{args.data.name}`, {len(train)} training + {int(data.is_test.sum())} test images; embedding: "
@@ -501,7 +501,7 @@ def main(argv: list[str]) -> int:
         f"known clusters); each grid answered {args.redundancy} time(s); "
         f"{args.known_per_class} known label(s) per class. "
         f"Machine: {info['cpu']}, {info['cores']} cores (load average {info['load_average'][0]}); "
-        f"oracle code {code['oracle']}, graph {code['graph']}.", "",
+        f"behaviour (replay fingerprint, `python -m pal.replay`) {tag['replay']}.", "",
         "| error | strategy | " + " | ".join(f"T = {b}" for b in budgets) + " | ms per selection |",
         "|---|---|" + "---|" * len(budgets) + "---|",
     ]
@@ -520,7 +520,7 @@ def main(argv: list[str]) -> int:
               f"--strategies {args.strategies} --seeds {args.seeds} --error-rates {args.error_rates} "
               f"--redundancy {args.redundancy} --aggregates {args.aggregates} "
               f"--known-per-class {args.known_per_class}`", ""]
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "code": code}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "behaviour": tag}, indent=1))
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0

@@ -31,6 +31,8 @@ def test_label_efficiency_tiny_run_writes_every_required_key(tmp_path: Path) -> 
     assert result["edges_pos"] + result["edges_neg"] == 24 * 8
     assert [p["answers"] for p in result["curve"]] == [0, 12, 24]
     assert 0.0 <= result["label_accuracy"] <= 1.0 and result["labels_from"]
+    # Tagged with the replay fingerprint (what PAL asks and exports), not with hashes of source files.
+    assert set(result["behaviour"]) == {"replay", "active", "random", "uncertainty"} and "code" not in result
 
 
 def test_label_efficiency_supervised_images_labels_n_plus_one_per_screen(tmp_path: Path) -> None:
