@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.machine import cpu_model
 from pal.graph import KnowledgeGraph
 from server.oracle import OracleCache, OracleContext, get_oracle
 from server.oracle.blas import limit_blas_threads
@@ -31,16 +31,6 @@ HERE = Path(__file__).resolve().parent
 D = 128
 KINDS = 50
 GOALS_MS = {100_000: 20.0, 1_000_000: 200.0}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracles", default="active,uncertainty")
     args = parser.parse_args(argv)
     meta: dict[str, object] = {
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_at_start": round(os.getloadavg()[0], 2),
         "numpy": np.__version__,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.machine import cpu_model
 from pal.wire import EdgeWire
 from trainer.augment import Augment
 from trainer.backbones import build_model
@@ -105,14 +106,8 @@ def images_per_second(step: Callable[[], None], steps: int, images_per_step: int
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -49,7 +49,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -64,6 +63,7 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
+from bench.machine import machine as bench_machine
 from pal import metrics
 from pal.simulate import GroundTruth as SimTruth
 from pal.simulate import SimConfig, create_annotators, match_items, simulate
@@ -455,16 +455,7 @@ class SupervisedLabeller:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return bench_machine(load_average=[round(x, 2) for x in os.getloadavg()])
 
 
 @functools.cache

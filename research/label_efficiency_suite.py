@@ -61,23 +61,22 @@ class Cell:
     def seed_list(self, preset: Preset) -> tuple[int, ...]:
         return preset.seeds if self.seeds is None else tuple(range(self.seeds))
 
+    def _name(self, base: str, design: str, known: str) -> str:
+        """``base``, then ``design`` when redundancy or gold differ from plain grids, then ``known``
+        when known labels are given: the one rule behind the key and the title."""
+        plain = self.redundancy == 1 and not self.gold_rate
+        return base + ("" if plain else design) + (known if self.known else "")
+
     @property
     def key(self) -> str:
-        k = f"{self.strategy}-e{self.error_rate:g}"
-        if self.redundancy != 1 or self.gold_rate:
-            k += f"-r{self.redundancy}-g{self.gold_rate:g}"
-        if self.known:
-            k += f"-k{self.known}"
-        return k
+        return self._name(f"{self.strategy}-e{self.error_rate:g}", f"-r{self.redundancy}-g{self.gold_rate:g}",
+                          f"-k{self.known}")
 
     @property
     def title(self) -> str:
-        t = f"{self.strategy}, error {self.error_rate:g}"
-        if self.redundancy != 1 or self.gold_rate:
-            t += f", redundancy {self.redundancy}, gold {self.gold_rate:g}"
-        if self.known:
-            t += f", {self.known} known labels per class"
-        return t
+        return self._name(f"{self.strategy}, error {self.error_rate:g}",
+                          f", redundancy {self.redundancy}, gold {self.gold_rate:g}",
+                          f", {self.known} known labels per class")
 
 
 @dataclass(frozen=True)
