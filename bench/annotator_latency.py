@@ -18,7 +18,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.machine import machine
 from bench.stack import bootstrap_admin, fresh_database, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,19 +38,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update"]
 PASSWORD = "bench-password-123"
 GOAL_MS = 100.0
-
-
-def machine(load_at_start: float) -> dict[str, Any]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release(),
-            "load_average_1m_at_start": round(load_at_start, 2), "load_average_1m_at_end": round(os.getloadavg()[0], 2)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -191,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             db.drop()
     database = "SQLite" if args.database == "sqlite" else "PostgreSQL"
     result = {
-        "benchmark": "annotator_latency", "machine": machine(load_at_start), "browser": version, "database": database,
+        "benchmark": "annotator_latency",
+        "machine": machine(load_average_1m_at_start=round(load_at_start, 2),
+                           load_average_1m_at_end=round(os.getloadavg()[0], 2)),
+        "browser": version, "database": database,
         "grids": args.grids, "warmup": args.warmup, "think_ms": args.think_ms, "items": args.items,
         "n_candidates": args.n_candidates, "oracle": args.oracle, "goal_ms": GOAL_MS,
         "goal_met": all(r["summary"]["median_ms"] < GOAL_MS for r in runs if r["prefetch"]), "runs": runs,

@@ -1,4 +1,8 @@
-"""``pal bench NAME ...``: a small dispatcher; each benchmark module exposes ``main(argv) -> int``."""
+"""``pal bench NAME ...``: a small dispatcher; each benchmark module exposes ``main(argv) -> int``.
+
+Every product benchmark in ``bench/`` is registered here (``python -m bench.X`` runs the same). The
+research harnesses (label efficiency, oracle experiments) live in ``research/``, outside the
+installed package, and run as ``python -m research.X`` from a source checkout."""
 
 from __future__ import annotations
 
@@ -7,12 +11,13 @@ import sys
 
 # name -> (module, one-line description); add a benchmark with one line here.
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "label-efficiency": ("bench.label_efficiency", "one run: label quality after T human answers"),
-    "label-efficiency-suite": ("bench.label_efficiency_suite", "every strategy, T, error rate and seed; "
-                                                                "writes bench/label_efficiency.{json,md,png}"),
     "annotator-latency": ("bench.annotator_latency", "Enter to next grid painted, in Chromium, prefetch on vs off"),
     "load": ("bench.load", "answers/s under an open-model load vs a one-INSERT endpoint; writes bench/load.{json,md}"),
     "faults": ("bench.faults", "kill workers and the feed consumer, restart PostgreSQL, under load; then audit"),
+    "oracle-speed": ("bench.oracle_speed", "time to choose one task at 10k, 100k and 1M items; "
+                                           "writes bench/oracle_speed.{json,md}"),
+    "trainer-throughput": ("bench.trainer_throughput", "the trainer's step against a bare PyTorch loop; "
+                                                       "writes bench/trainer_throughput.{json,md}"),
 }
 
 

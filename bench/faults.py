@@ -32,6 +32,7 @@ from typing import Any
 from bench import harness
 from bench.load import wait_consumer
 from bench.loadgen import Mix, Recorder, Workload, annotator_arrival, run_open, summarise
+from bench.machine import machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -148,15 +149,11 @@ def errors_around(trace: list[tuple[float, str, int]], start: float, end: float)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    work_dir: Path = args.work_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for f in work_dir.glob("*"):
-        if f.is_file():
-            f.unlink()
+    work_dir = harness.empty_work_dir(args.work_dir)
     client_log, feed_log = work_dir / "answers.jsonl", work_dir / "feed.jsonl"
     ensure_postgres()
     url, db_name = harness.create_database("pal_faults")
-    result: dict[str, Any] = {"machine": harness.machine(), "postgres": harness.pg_version(),
+    result: dict[str, Any] = {"machine": machine(), "postgres": harness.pg_version(),
                               "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     server = None
     faults = None
@@ -271,19 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--annotators", type=int, default=600)
-    parser.add_argument("--out-dir", type=Path, default=HERE)
-    parser.add_argument("--work-dir", type=Path, default=harness.ROOT / "var" / "bench" / "faults-run",
-                        help="server log, client log and feed log of the run (not committed)")
-    parser.add_argument("--keep-db", action="store_true")
+    harness.add_run_arguments(parser, "faults", HERE)
     parser.add_argument("--no-postgres-restart", dest="restart_postgres", action="store_false",
                         help="leave PostgreSQL alone (it is shared with other work)")
     args = parser.parse_args(argv)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    harness.install_uvloop()
     try:
         result = asyncio.run(run(args))
     finally:

@@ -1,40 +1,26 @@
 """What the load and fault benchmarks share: a fresh PostgreSQL database, seeded users and a
-project, a uvicorn server of several workers, the edge-feed poller, the machine's description."""
+project, a uvicorn server of several workers (a :class:`bench.stack.ServerProcess` that can list
+its workers), the edge-feed poller, their common options."""
 
 from __future__ import annotations
 
+import argparse
 import os
-import platform
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 import sqlalchemy as sa
+
+from bench.stack import ServerProcess, free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("PAL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 # The one-INSERT baseline's table (bench.app serves POST /bench/insert into it); bench databases only.
 CREATE_INSERTS_SQL = "CREATE TABLE IF NOT EXISTS bench_inserts (id bigserial PRIMARY KEY, payload integer NOT NULL)"
-
-
-def machine() -> dict[str, object]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release()}
 
 
 def pg_version() -> str:
@@ -139,18 +125,8 @@ def _synthetic_images(n: int, size: int = 16, classes: int = 10) -> np.ndarray:
     return images
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
+class Server(ServerProcess):
+    """A server of several workers (``--workers``), whose worker processes the fault benchmark kills."""
 
     def worker_pids(self) -> list[int]:
         """The processes serving requests: the supervisor's worker children (spawned; not its
@@ -158,15 +134,6 @@ class Server:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid), "-f", "spawn_main"], capture_output=True,
                              text=True).stdout
         return [int(p) for p in out.split()] or [self.proc.pid]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def start_server(url: str, log: Path, *, workers: int, env: dict[str, str] | None = None,
@@ -181,24 +148,8 @@ def start_server(url: str, log: Path, *, workers: int, env: dict[str, str] | Non
             cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log)
-    wait_healthy(server, workers=workers)
+    wait_healthy(server, ready=lambda: len(server.worker_pids()) >= workers)
     return server
-
-
-def wait_healthy(server: Server, *, workers: int = 1, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"server exited: {server.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200 and \
-                    len(server.worker_pids()) >= workers:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    server.stop()
-    raise RuntimeError(f"server did not start: {server.log.read_text()[-3000:]}")
 
 
 def start_poller(server_url: str, token: str, project_id: int, log: Path, interval: float = 0.5
@@ -211,3 +162,30 @@ def start_poller(server_url: str, token: str, project_id: int, log: Path, interv
              "--project", str(project_id), "--log", str(log), "--interval", str(interval)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
         )
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, name: str, out_dir: Path) -> None:
+    """``--out-dir`` (the report), ``--work-dir`` (the run's logs) and ``--keep-db``, for the load and fault runs."""
+    parser.add_argument("--out-dir", type=Path, default=out_dir)
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "var" / "bench" / f"{name}-run",
+                        help="server log, client log and feed log of the run (not committed)")
+    parser.add_argument("--keep-db", action="store_true")
+
+
+def empty_work_dir(path: Path) -> Path:
+    """``path``, created, without the files of a previous run."""
+    path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*"):
+        if f.is_file():
+            f.unlink()
+    return path
+
+
+def install_uvloop() -> None:
+    """uvloop for the simulated annotators' event loop, when it is installed."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass

@@ -43,6 +43,7 @@ from bench.loadgen import (
     summarise,
     sustainable,
 )
+from bench.machine import machine
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -221,11 +222,7 @@ def wait_consumer(url: str, project_id: int, log: Path, timeout: float = 120.0) 
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    work_dir: Path = args.work_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for f in work_dir.glob("*"):
-        if f.is_file():
-            f.unlink()
+    work_dir = harness.empty_work_dir(args.work_dir)
     stats_dir = work_dir / "pool"
     stats_dir.mkdir(exist_ok=True)
     for f in stats_dir.glob("*"):
@@ -234,7 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     print(f"load average before: {load_before}", flush=True)
     url, db_name = harness.create_database()
-    result: dict[str, Any] = {"machine": harness.machine(), "postgres": harness.pg_version(),
+    result: dict[str, Any] = {"machine": machine(), "postgres": harness.pg_version(),
                               "load_average_before": load_before, "config": {}, "command": args.command}
     server = None
     consumer = None
@@ -452,20 +449,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sustain", type=float, default=60.0)
     parser.add_argument("--budget-seconds", type=float, default=5.0)
     parser.add_argument("--p99-ms", type=float, default=100.0)
-    parser.add_argument("--out-dir", type=Path, default=HERE)
-    parser.add_argument("--work-dir", type=Path, default=harness.ROOT / "var" / "bench" / "load-run",
-                        help="server log, client log and feed log of the run (not committed)")
-    parser.add_argument("--keep-db", action="store_true")
+    harness.add_run_arguments(parser, "load", HERE)
     parser.add_argument("--client", default="fast", choices=["fast", "httpx"],
                         help="HTTP client of the simulated annotators (see bench/http.py)")
     args = parser.parse_args(argv)
     args.command = " ".join(["python -m bench.load", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    harness.install_uvloop()
     result = asyncio.run(run(args))
     (args.out_dir / "load.json").write_text(json.dumps(result, indent=2) + "\n")
     write_markdown(result, args.out_dir / "load.md")

@@ -1,6 +1,7 @@
 """How long the oracle takes to choose one task (n = 8), at 10k, 100k and 1M items, D = 128.
 
-    python -m bench.oracle_speed [--sizes 10000,100000,1000000] [--tasks 200]
+    pal bench oracle-speed [--sizes 10000,100000,1000000] [--tasks 200]
+    python -m bench.oracle_speed ...   # the same
 
 Synthetic clustered data (50 kinds, unit vectors around random centres), sparse item ids, and a
 knowledge graph of a few thousand edges answered by the ground truth. Each selection is timed
@@ -16,12 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.machine import cpu_model
 from pal.core.graph import KnowledgeGraph
 from pal.core.oracle import OracleCache, OracleContext, get_oracle
 from pal.core.oracle.blas import limit_blas_threads
@@ -30,16 +31,6 @@ HERE = Path(__file__).resolve().parent
 D = 128
 KINDS = 50
 GOALS_MS = {100_000: 20.0, 1_000_000: 200.0}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def synthetic(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -160,14 +151,14 @@ def write_report(rows: list[dict[str, object]], meta: dict[str, object]) -> None
     (HERE / "oracle_speed.md").write_text("\n".join(lines))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pal bench oracle-speed", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--oracles", default="active,uncertainty")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     meta: dict[str, object] = {
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_at_start": round(os.getloadavg()[0], 2),
         "numpy": np.__version__,
@@ -181,7 +172,8 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     meta["load_at_end"] = round(os.getloadavg()[0], 2)
     write_report(rows, meta)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,4 +1,5 @@
-"""What the label-efficiency benchmark needs: a fresh database, a real server process, an admin token.
+"""What a benchmark that drives one real server needs (annotator latency, the research label-efficiency
+harness): a fresh database, a real server process, an admin token.
 
 - :func:`fresh_database`: a new SQLite file in a work folder (default), or a new database created on
   the PostgreSQL server that ``base_url`` points at (dropped again by :meth:`Database.drop`);
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,14 +76,32 @@ class ServerProcess:
     proc: subprocess.Popen[bytes]
     log: Path
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL when it is still running after ``timeout`` seconds."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+
+
+def wait_healthy(server: ServerProcess, timeout: float = 90.0, ready: Callable[[], bool] | None = None) -> None:
+    """Return once ``/healthz`` answers 200 (and ``ready()`` holds, when given); stop the server and
+    raise, with the end of its log, when it exits or does not get there within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200 and (ready is None or ready()):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"the server did not get ready within {timeout:.0f} s: {server.log.read_text()[-3000:]}")
 
 
 def start_server(database_url: str, workdir: Path, env: dict[str, str] | None = None,
@@ -98,18 +118,9 @@ def start_server(database_url: str, workdir: Path, env: dict[str, str] | None = 
         cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
     )
     out.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return ServerProcess(url, proc, log)
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the server did not answer within {timeout:.0f} s: {log.read_text()[-3000:]}")
+    server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
+    wait_healthy(server, timeout)
+    return server
 
 
 def bootstrap_admin(database_url: str, email: str = "bench-admin@pal.invalid") -> str:

@@ -1,7 +1,8 @@
 """Trainer throughput on this machine: the trainer's own training step against a bare PyTorch
 loop with the same model, batch and loss, and the time to embed every item of a 60k project.
 
-    python -m bench.trainer_throughput            # writes bench/trainer_throughput.{json,md}
+    pal bench trainer-throughput [--device cuda]   # writes bench/trainer_throughput.{json,md}
+    python -m bench.trainer_throughput ...         # the same
 
 Both sides draw a batch, augment it with the trainer's augmentation, run the small CNN on both
 views, take VICReg and step AdamW. The bare side does it inline with the textbook two-view VICReg;
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.machine import cpu_model
 from pal.core.edges import EdgeRecord
 from trainer.augment import Augment
 from trainer.backbones import build_model
@@ -104,14 +106,8 @@ def images_per_second(step: Callable[[], None], steps: int, images_per_step: int
 
 
 def machine() -> dict[str, Any]:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -122,7 +118,7 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pal bench trainer-throughput", description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=60_000)
     parser.add_argument("--batch-size", type=int, default=256, help="pairs per step (2x images)")
     parser.add_argument("--rounds", type=int, default=8, help="rounds of one block per loop")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cli import BENCHMARKS
 from server.config_doc import render
 from server.services.export import CLUSTER_COLUMNS
 from tests.conftest import free_port
@@ -101,7 +103,10 @@ def test_configuration_doc_is_up_to_date() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == render()
 
 
-@pytest.mark.parametrize("doc", ["architecture.md", "operations.md", "api.md", "datasets.md", "quickstart.md"])
+DOCS = ["architecture.md", "operations.md", "api.md", "datasets.md", "quickstart.md"]
+
+
+@pytest.mark.parametrize("doc", DOCS)
 def test_docs_link_only_to_files_that_exist(doc: str) -> None:
     text = (ROOT / "docs" / doc).read_text()
     missing = []
@@ -111,3 +116,19 @@ def test_docs_link_only_to_files_that_exist(doc: str) -> None:
         if not (ROOT / "docs" / target).exists() and not (ROOT / target).exists():
             missing.append(target)
     assert missing == []
+
+
+def test_readme_links_only_to_files_that_exist() -> None:
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    missing = [t for t in targets if "://" not in t and not (ROOT / t).exists()]
+    assert missing == []
+
+
+@pytest.mark.parametrize("doc", ["README.md", *(f"docs/{d}" for d in DOCS)])
+def test_documented_commands_exist(doc: str) -> None:
+    """Every ``python -m MODULE`` of this tree and every ``pal bench NAME`` that a document names runs."""
+    text = (ROOT / doc).read_text()
+    modules = re.findall(r"python -m ((?:pal|server|trainer|bench|research)\.[\w.]+)", text)
+    assert [m for m in modules if importlib.util.find_spec(m) is None] == []
+    benchmarks = re.findall(r"pal bench ([a-z][a-z-]*)", text)
+    assert [b for b in benchmarks if b not in BENCHMARKS] == []

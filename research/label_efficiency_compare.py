@@ -1,14 +1,14 @@
 """Does a re-run of the label-efficiency suite reproduce the published table?
 
-    python -m bench.label_efficiency_compare bench/label_efficiency.json var/rerun/label_efficiency.json \
-        [--out bench/label_efficiency_reproduction.md]
+    python -m research.label_efficiency_compare research/label_efficiency.json var/rerun/label_efficiency.json \
+        [--out research/label_efficiency_reproduction.md]
 
 For every number of the table (the mean over seeds of label, kNN and cluster accuracy, per strategy
 and T), the re-run's mean is compared with the published mean and its stated spread (the standard
 deviation over seeds printed after the ±). A number is *reproduced* when the difference is at most
 the stated spread; the report also counts the looser test "at most the larger of the two runs'
-spreads", lists every number that fails, and says which code each run measured (the suite stores
-a fingerprint of the oracle, graph, trainer and export modules with every run).
+spreads", lists every number that fails, and says what each run was measured with (the suite stores
+the replay fingerprint of what PAL asks and exports with every run; older runs, hashes of source files).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.label_efficiency_suite import measured_code
+from research.label_efficiency_suite import MEASURED_WITH, measured_with
 
 METRICS = ("label_accuracy", "knn_accuracy", "cluster_accuracy")
 
@@ -88,7 +88,7 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
         f"Table: `{paths[0]}` ({published['machine'].get('cpu', '?')}, {_run_minutes(published)} min of run "
         f"time). Other run of the same command: `{paths[1]}` "
         f"({rerun['machine'].get('cpu', '?')}, {_run_minutes(rerun)} min). "
-        "Written by `python -m bench.label_efficiency_compare`.",
+        "Written by `python -m research.label_efficiency_compare`.",
         "",
         f"- Numbers compared (label, kNN and cluster accuracy means, every strategy and T): {n}.",
         f"- Other run's mean within the table's ± (standard deviation over seeds): **{stated} of {n}**.",
@@ -97,10 +97,10 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
         f"- Runs (one per strategy, error rate and seed) whose whole quality curve came out identical "
         f"(answers, tasks, edges, training steps, every accuracy, clusters at every point): **{same} of {both}**.",
         "",
-        "Code measured (oracle, graph, trainer, export fingerprints): table "
-        + "; ".join(f"`{c}`" for c in measured_code(published))
+        f"Measured with {MEASURED_WITH}: table "
+        + "; ".join(f"`{c}`" for c in measured_with(published))
         + "; other run "
-        + "; ".join(f"`{c}`" for c in measured_code(rerun)),
+        + "; ".join(f"`{c}`" for c in measured_with(rerun)),
         "",
     ]
     misses = [r for r in table if not r["within_stated"]]
@@ -123,7 +123,7 @@ def markdown(published: dict[str, Any], rerun: dict[str, Any], table: list[dict[
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.label_efficiency_compare", description=__doc__.split("\n\n")[0]
+        prog="python -m research.label_efficiency_compare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("published", type=Path)
     parser.add_argument("rerun", type=Path)

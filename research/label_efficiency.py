@@ -1,7 +1,7 @@
 """Label efficiency: how good are PAL's labels after T human answers, and how does that compare
 with plain self-supervised learning, passive grids and ordinary labelling, at the same compute?
 
-    pal bench label-efficiency --data demo/fashion-mnist-demo.npz --tasks 300 --oracle active --seed 0 \\
+    python -m research.label_efficiency --data demo/fashion-mnist-demo.npz --tasks 300 --oracle active --seed 0 \\
         --out result.json
 
 One run, end to end, through the real system:
@@ -48,7 +48,6 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -63,11 +62,13 @@ import httpx
 import numpy as np
 import sqlalchemy as sa
 
+from bench.machine import machine as bench_machine
 from pal import metrics
 from pal.simulate import GroundTruth as SimTruth
 from pal.simulate import SimConfig, create_annotators, match_items, simulate
+from research.behaviour import behaviour
 
-log = logging.getLogger("bench.label_efficiency")
+log = logging.getLogger("research.label_efficiency")
 
 API = "/api/v1"
 SERVER_ORACLES = ("random", "active", "uncertainty")
@@ -400,35 +401,7 @@ class SupervisedLabeller:
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-
-
-def code_fingerprint() -> dict[str, str]:
-    """Short hashes of the code a result depends on (the oracle, the graph, the claim path, the
-    trainer), so results measured on different versions are not mixed up unnoticed."""
-    import hashlib
-
-    root = Path(__file__).resolve().parent.parent
-    groups = {"oracle": ["pal/core/oracle/*.py", "server/services/claims.py", "server/services/project_state.py",
-                         "server/services/known_labels.py", "server/services/reliability.py"],
-              "graph": ["pal/graph.py"], "trainer": ["trainer/*.py", "trainer/losses/*.py"],
-              "export": ["server/services/export.py"]}
-    out = {}
-    for name, patterns in groups.items():
-        h = hashlib.sha256()
-        for path in sorted(f for pat in patterns for f in root.glob(pat)):
-            h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-        out[name] = h.hexdigest()[:12]
-    return out
+    return bench_machine(load_average=[round(x, 2) for x in os.getloadavg()])
 
 
 def stop_on_sigterm() -> None:
@@ -563,7 +536,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             "data": {"file": str(config.data), "train_items": len(ev.train_ids), "test_items": len(ev.test_ids),
                      "classes": data.n_classes, "image_shape": list(data.images.shape[1:])},
             "machine": machine(),
-            "code": code_fingerprint(),
+            "behaviour": behaviour(),
         }
         admin.close()
     finally:
@@ -692,21 +665,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pal bench label-efficiency", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.label_efficiency", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop_on_sigterm()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if not args.data.exists():
-        print(f"pal bench label-efficiency: {args.data} does not exist", file=sys.stderr)
+        print(f"python -m research.label_efficiency: {args.data} does not exist", file=sys.stderr)
         return 2
     if args.tasks is None and not args.schedule:
         parser.error("give --tasks T (or --schedule)")
     try:
         config = config_from_args(args)
     except ValueError as exc:
-        print(f"pal bench label-efficiency: {exc}", file=sys.stderr)
+        print(f"python -m research.label_efficiency: {exc}", file=sys.stderr)
         return 2
     result = run(config)
     summary = {k: v for k, v in result.items() if k not in ("curve", "config", "simulator", "machine", "data")}

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from bench import cli
-from bench.label_efficiency import load_dataset, split_test_mask
+from research.label_efficiency import load_dataset, main, split_test_mask
+
+pytestmark = pytest.mark.research
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
@@ -20,7 +21,7 @@ REQUIRED = {"oracle", "tasks", "edges_pos", "edges_neg", "knn_accuracy", "cluste
 
 def test_label_efficiency_tiny_run_writes_every_required_key(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    code = cli.main(["label-efficiency", "--data", str(DEMO), "--tasks", "24", "--oracle", "active", "--seed", "0",
+    code = main(["--data", str(DEMO), "--tasks", "24", "--oracle", "active", "--seed", "0",
                      "--out", str(out), "--train-steps", "30", "--warmup-steps", "10", "--rounds", "2",
                      "--max-train-items", "600", "--max-test-items", "200", "--annotators", "2"])
     result = json.loads(out.read_text())
@@ -30,11 +31,13 @@ def test_label_efficiency_tiny_run_writes_every_required_key(tmp_path: Path) -> 
     assert result["edges_pos"] + result["edges_neg"] == 24 * 8
     assert [p["answers"] for p in result["curve"]] == [0, 12, 24]
     assert 0.0 <= result["label_accuracy"] <= 1.0 and result["labels_from"]
+    # Tagged with the replay fingerprint (what PAL asks and exports), not with hashes of source files.
+    assert set(result["behaviour"]) == {"replay", "active", "random", "uncertainty", "trainer"} and "code" not in result
 
 
 def test_label_efficiency_supervised_images_labels_n_plus_one_per_screen(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    code = cli.main(["label-efficiency", "--data", str(DEMO), "--tasks", "10", "--oracle", "supervised-images",
+    code = main(["--data", str(DEMO), "--tasks", "10", "--oracle", "supervised-images",
                      "--out", str(out), "--train-steps", "20", "--warmup-steps", "10", "--rounds", "1",
                      "--max-train-items", "600", "--max-test-items", "200"])
     result = json.loads(out.read_text())
@@ -59,11 +62,6 @@ def test_load_dataset_subset_is_stratified_and_fixed() -> None:
     assert set(np.bincount(a.labels[~a.is_test]).tolist()) == {50}
 
 
-def test_bench_cli_rejects_an_unknown_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["no-such-benchmark"]) == 2
-    assert "unknown benchmark" in capsys.readouterr().err
-
-
 def _grids_and_answers(workdir: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     engine = sa.create_engine(f"sqlite:///{workdir / 'pal-bench.sqlite3'}")
     with engine.connect() as conn:
@@ -81,7 +79,7 @@ def test_label_efficiency_run_is_reproduced_by_running_it_again(tmp_path: Path) 
     results, stored = [], []
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         out, workdir = tmp_path / f"{name}.json", tmp_path / name
-        code = cli.main(["label-efficiency", "--data", str(DEMO), "--schedule", "8,16", "--oracle", "active",
+        code = main(["--data", str(DEMO), "--schedule", "8,16", "--oracle", "active",
                          "--seed", seed, "--error-rate", "0.2", "--redundancy", "2", "--gold-rate", "0.3",
                          "--annotators", "3", "--out", str(out), "--workdir", str(workdir), "--train-steps", "24",
                          "--warmup-steps", "8", "--max-train-items", "300", "--max-test-items", "100"])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.oracle_experiments import DiscoveryFirst, RecheckLookalikes, VerifyWeak, pca_embedding, run_strategy
 from pal.core.graph import KnowledgeGraph
 from pal.core.oracle import OracleCache, OracleContext, get_oracle
 from pal.core.oracle.common import space_for
+from research.oracle_experiments import DiscoveryFirst, RecheckLookalikes, VerifyWeak, pca_embedding, run_strategy
+
+pytestmark = pytest.mark.research
 
 
 def blobs(n: int = 400, classes: int = 5, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -146,8 +148,8 @@ def test_no_recheck_for_two_pairs_apart_or_a_cluster_too_small_for_a_full_grid(n
 
 
 def test_known_label_edges_follow_the_servers_rule() -> None:
-    from bench.oracle_experiments import known_label_edges, pick_known
     from pal.core.known_labels import KNOWN_LABEL_WEIGHT, PAIRS_PER_LABEL
+    from research.oracle_experiments import known_label_edges, pick_known
 
     edges = known_label_edges({1: "a", 2: "a", 3: "b"})
     assert edges == [(1, 2, 1, KNOWN_LABEL_WEIGHT), (1, 3, -1, KNOWN_LABEL_WEIGHT), (2, 3, -1, KNOWN_LABEL_WEIGHT)]

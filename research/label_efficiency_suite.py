@@ -1,10 +1,9 @@
 """The label-efficiency suite: every strategy, answer budget, error rate and seed, in one command.
 
-    pal bench label-efficiency-suite                       # full: $PAL_BENCH_DATA (Fashion-MNIST), ~2 h
-    pal bench label-efficiency-suite --preset quick        # shipped demo data, a few minutes
-    python -m bench.label_efficiency_suite ...             # the same
+    python -m research.label_efficiency_suite                   # full: $PAL_BENCH_DATA (Fashion-MNIST), ~2 h
+    python -m research.label_efficiency_suite --preset quick    # shipped demo data, a few minutes
 
-Each run is one :func:`bench.label_efficiency.run` (fresh database, real server, simulated
+Each run is one :func:`research.label_efficiency.run` (fresh database, real server, simulated
 annotators, the trainer) on a *schedule*: the answers are given in rounds ending at each budget of
 the preset (e.g. 100, 300, 1000, 3000) with the same number of training steps per round for every
 strategy, so the point at T of every curve comes after the same compute. One run per (strategy,
@@ -12,10 +11,11 @@ error rate, seed) therefore gives that strategy's whole curve.
 
 Writes ``label_efficiency.json`` (every run's summary and curve, the aggregates), ``.md`` (tables,
 headline, verdicts) and ``.png`` (accuracy vs answers, mean and spread over seeds) to
-``--out-dir`` (full preset: ``bench/``; quick: ``var/label_efficiency_quick/``). Finished runs are
+``--out-dir`` (full preset: ``research/``; quick: ``var/label_efficiency_quick/``). Finished runs are
 kept in ``var/label_efficiency_runs/<preset>/`` and reused when the suite is started again with the
-same settings and code (the oracle, graph, trainer and export modules, by hash), so an interrupted
-suite resumes (``--fresh`` re-runs everything; ``--keep-stored`` reuses runs of older code).
+same settings and behaviour (the replay fingerprint, :func:`research.behaviour.behaviour`,
+computed once per suite run), so an interrupted suite resumes (``--fresh`` re-runs everything;
+``--keep-stored`` reuses runs measured with other behaviour).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.label_efficiency import RunConfig, code_fingerprint, machine, run, stop_on_sigterm
-from bench.lineplot import PALETTE, Panel, Series, render
+from research.behaviour import behaviour
+from research.label_efficiency import RunConfig, machine, run, stop_on_sigterm
+from research.lineplot import PALETTE, Panel, Series, render
 
-log = logging.getLogger("bench.label_efficiency_suite")
+log = logging.getLogger("research.label_efficiency_suite")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
@@ -61,23 +62,22 @@ class Cell:
     def seed_list(self, preset: Preset) -> tuple[int, ...]:
         return preset.seeds if self.seeds is None else tuple(range(self.seeds))
 
+    def _name(self, base: str, design: str, known: str) -> str:
+        """``base``, then ``design`` when redundancy or gold differ from plain grids, then ``known``
+        when known labels are given: the one rule behind the key and the title."""
+        plain = self.redundancy == 1 and not self.gold_rate
+        return base + ("" if plain else design) + (known if self.known else "")
+
     @property
     def key(self) -> str:
-        k = f"{self.strategy}-e{self.error_rate:g}"
-        if self.redundancy != 1 or self.gold_rate:
-            k += f"-r{self.redundancy}-g{self.gold_rate:g}"
-        if self.known:
-            k += f"-k{self.known}"
-        return k
+        return self._name(f"{self.strategy}-e{self.error_rate:g}", f"-r{self.redundancy}-g{self.gold_rate:g}",
+                          f"-k{self.known}")
 
     @property
     def title(self) -> str:
-        t = f"{self.strategy}, error {self.error_rate:g}"
-        if self.redundancy != 1 or self.gold_rate:
-            t += f", redundancy {self.redundancy}, gold {self.gold_rate:g}"
-        if self.known:
-            t += f", {self.known} known labels per class"
-        return t
+        return self._name(f"{self.strategy}, error {self.error_rate:g}",
+                          f", redundancy {self.redundancy}, gold {self.gold_rate:g}",
+                          f", {self.known} known labels per class")
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ FULL = Preset(
         Cell("active", 0.2, last=1000),
         Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000, seeds=6),
     ),
-    out_dir=ROOT / "bench",
+    out_dir=ROOT / "research",
 )
 QUICK = Preset(
     schedule=(100, 300), seeds=(0, 1), train_steps=300, warmup_steps=100, max_train_items=2_500,
@@ -173,10 +173,10 @@ def job_list(preset: Preset) -> list[tuple[Cell, int]]:
 
 def run_all(preset: Preset, data: Path, runs_dir: Path, *, fresh: bool, database_url: str | None,
             keep_stored: bool = False) -> list[dict[str, Any]]:
-    """Every (cell, seed) run, reusing a stored result whose settings and code are the same (with
-    ``keep_stored``: whatever code it was measured with)."""
+    """Every (cell, seed) run, reusing a stored result whose settings and behaviour are the same (with
+    ``keep_stored``: whatever it was measured with)."""
     runs_dir.mkdir(parents=True, exist_ok=True)
-    code = code_fingerprint()
+    tag = behaviour()
     results = []
     jobs = job_list(preset)
     for n, (cell, seed) in enumerate(jobs, 1):
@@ -184,8 +184,8 @@ def run_all(preset: Preset, data: Path, runs_dir: Path, *, fresh: bool, database
         path = runs_dir / f"{cell.key}-s{seed}.json"
         if not fresh and path.exists():
             stored = json.loads(path.read_text())
-            same_code = keep_stored or stored.get("code") == code
-            if stored.get("suite_config") == _comparable(config) and same_code:
+            same = keep_stored or stored.get("behaviour") == tag
+            if stored.get("suite_config") == _comparable(config) and same:
                 log.info("[%d/%d] %s seed %d: stored result reused", n, len(jobs), cell.title, seed)
                 results.append(stored)
                 continue
@@ -454,8 +454,8 @@ def markdown(preset: Preset, agg: dict[str, Any], doc: dict[str, Any], png_name:
             for r in cost:
                 lines.append(f"| {r['design']} | {r['error_rate']:g} | {r['answers']} | {r['error_free']:.3f} | "
                              f"{r['noisy']:.3f} | {100 * r['loss']:.1f} | {r['spread']:.3f} |")
-    lines += ["", "Code measured (hashes of the oracle, graph, trainer and export modules): "
-              + "; ".join(f"`{c}`" for c in measured_code(doc)), "", "Reproduce: `" + doc["command"] + "`", ""]
+    lines += ["", f"Measured with {MEASURED_WITH}: " + "; ".join(f"`{c}`" for c in measured_with(doc)), "",
+              "Reproduce: `" + doc["command"] + "`", ""]
     return "\n".join(lines)
 
 
@@ -466,13 +466,25 @@ def _more_seeds(preset: Preset) -> str:
     return " (" + "; ".join(f"{c.title}: {c.seeds}" for c in more) + ")"
 
 
-def measured_code(doc: dict[str, Any]) -> list[str]:
-    """The distinct code fingerprints (as JSON) that a suite document's runs were measured with."""
-    return sorted({json.dumps(r.get("code"), sort_keys=True) for r in doc["runs"]})
+MEASURED_WITH = ("(behaviour: the replay fingerprints of the core and the trainer, `python -m research.behaviour`; runs measured before it: code, "
+                 "hashes of the oracle, graph, trainer and export modules)")
+
+
+def measured_with(doc: dict[str, Any]) -> list[str]:
+    """The distinct tags a suite document's runs were measured with: ``behaviour {...}`` (the replay
+    fingerprint), or ``code {...}`` (the source hashes stored before it) for a run without one."""
+    tags = set()
+    for r in doc["runs"]:
+        if r.get("behaviour") is not None:
+            tags.add("behaviour " + json.dumps(r["behaviour"], sort_keys=True))
+        else:
+            tags.add("code " + json.dumps(r.get("code"), sort_keys=True))
+    return sorted(tags)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pal bench label-efficiency-suite", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m research.label_efficiency_suite",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
     parser.add_argument("--data", type=Path, default=None,
                         help="full: default $PAL_BENCH_DATA; quick: default the shipped demo data")
@@ -482,7 +494,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--database-url", default=None, help="PostgreSQL server for the runs (default: SQLite)")
     parser.add_argument("--fresh", action="store_true", help="re-run every run, ignoring stored results")
     parser.add_argument("--keep-stored", action="store_true",
-                        help="reuse stored runs even if the oracle, graph, trainer or export code changed since")
+                        help="reuse stored runs even if measured with other behaviour (replay fingerprint)")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where finished runs are kept (default: var/label_efficiency_runs/PRESET)")
     parser.add_argument("--log-level", default="INFO")
@@ -510,10 +522,10 @@ def main(argv: list[str]) -> int:
     results = run_all(preset, data, runs_dir, fresh=args.fresh, database_url=args.database_url,
                       keep_stored=args.keep_stored)
     agg = aggregate(preset, results)
-    command = ("pal bench label-efficiency-suite --preset quick" if args.preset == "quick"
-               else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz pal bench label-efficiency-suite")
+    command = ("python -m research.label_efficiency_suite --preset quick" if args.preset == "quick"
+               else "PAL_BENCH_DATA=/path/to/fashion-mnist.npz python -m research.label_efficiency_suite")
     doc = {
-        "preset": args.preset, "data": str(data), "machine": info, "command": command,
+        "preset": args.preset, "data": str(data), "machine": info, "behaviour": behaviour(), "command": command,
         "wall_s": round(time.perf_counter() - started, 1),
         "runs_wall_s": round(sum(float(r["wall_s"]) for r in results), 1),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(preset).items() if k != "cells"},

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
-from bench.label_efficiency_suite import FULL, QUICK, Cell, aggregate, job_list, noise_cost, run_config
+import pytest
+
+from research import label_efficiency_suite as suite
+from research.label_efficiency import RunConfig
+from research.label_efficiency_suite import FULL, QUICK, Cell, aggregate, job_list, noise_cost, run_config
+
+pytestmark = pytest.mark.research
 
 
 def _steps_after(config_schedule: tuple[int, ...], train_steps: int, warmup: int) -> list[int]:
@@ -69,3 +77,39 @@ def test_noise_design_cells_run_six_seeds_and_the_others_the_presets() -> None:
     keys = [cell.key for cell, _ in jobs]
     assert keys.index("active-e0.2-r3-g0.1-k3") > keys.index("supervised-images-e0.1") > keys.index("active-e0")
     assert Cell("active").seed_list(QUICK) == (0, 1) and Cell("active", seeds=4).seed_list(QUICK) == (0, 1, 2, 3)
+
+
+def test_stored_runs_are_reused_only_when_measured_with_the_same_behaviour(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    tag = {"replay": "r", "active": "a", "random": "b", "uncertainty": "u"}
+    ran: list[RunConfig] = []
+
+    def fake_run(config: RunConfig) -> dict[str, Any]:
+        ran.append(config)
+        return {"wall_s": 1.0, "label_accuracy": 0.5, "tasks": config.tasks, "behaviour": tag}
+
+    monkeypatch.setattr(suite, "behaviour", lambda: tag)
+    monkeypatch.setattr(suite, "run", fake_run)
+    preset = replace(QUICK, cells=(Cell("active"),), seeds=(0,))
+    runs = tmp_path / "runs"
+
+    def run_all(**kwargs: Any) -> list[dict[str, Any]]:
+        return suite.run_all(preset, Path("d.npz"), runs, fresh=False, database_url=None, **kwargs)
+
+    assert run_all()[0]["behaviour"] == tag and len(ran) == 1
+    run_all()
+    assert len(ran) == 1  # same settings, same behaviour: reused
+    stored = next(runs.glob("*.json"))
+    old = json.loads(stored.read_text())
+    old.pop("behaviour")
+    old["code"] = {"graph": "x"}  # measured before the behaviour tag
+    stored.write_text(json.dumps(old))
+    run_all(keep_stored=True)
+    assert len(ran) == 1
+    run_all()
+    assert len(ran) == 2
+
+
+def test_markdown_names_the_behaviour_measured_and_the_code_of_older_runs() -> None:
+    doc = {"runs": [{"behaviour": {"replay": "r1"}}, {"behaviour": {"replay": "r1"}}, {"code": {"graph": "x"}}]}
+    assert suite.measured_with(doc) == ['behaviour {"replay": "r1"}', 'code {"graph": "x"}']

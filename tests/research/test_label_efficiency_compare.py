@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.label_efficiency_compare import identical_runs, markdown, rows
+import pytest
+
+from research.label_efficiency_compare import identical_runs, markdown, rows
+
+pytestmark = pytest.mark.research
 
 
 def _doc(label: float, std: float, knn: float = 0.75) -> dict[str, Any]:
@@ -31,6 +35,14 @@ def test_a_number_outside_the_stated_spread_is_listed() -> None:
     assert not by_metric["knn_accuracy"]["within_stated"] and not by_metric["knn_accuracy"]["within_larger"]
     text = markdown(published, rerun, table, ["a.json", "b.json"])
     assert "**0 of 3**" in text and "| active, error 0 | 300 | label_accuracy | 0.600 ± 0.010 | 0.650 ± 0.060" in text
+    assert 'table `code {"graph": "x"}`' in text  # runs stored before the behaviour tag keep their code tag
+
+
+def test_the_report_names_the_behaviour_each_run_measured() -> None:
+    published, rerun = _doc(0.60, 0.02), _doc(0.60, 0.02)
+    rerun["runs"] = [{"behaviour": {"replay": "abc"}}]
+    text = markdown(published, rerun, rows(published, rerun), ["a.json", "b.json"])
+    assert 'other run `behaviour {"replay": "abc"}`' in text
 
 
 def _runs(*labels: float) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from functools import cache
 import pytest
 
 from pal.core.oracle import get_oracle
-from server.oracle.toy import PAPER_ACTIVE, PAPER_PASSIVE, ToyConfig, curve
+from research.toy import PAPER_ACTIVE, PAPER_PASSIVE, ToyConfig, curve
 
 SEEDS = 100
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.research]
 
 
 @cache

@@ -1,7 +1,7 @@
 """Oracle experiments without a server or a trainer: a fixed embedding, simulated answers, the
 knowledge graph and the exported-label rule, so a strategy can be compared in seconds.
 
-    python -m bench.oracle_experiments --data demo/fashion-mnist-demo.npz --budgets 100,300,1000 --seeds 3
+    python -m research.oracle_experiments --data demo/fashion-mnist-demo.npz --budgets 100,300,1000 --seeds 3
 
 What is fixed: the items (the label-efficiency benchmark's subset), the embedding (PCA of the
 pixels, 64 dimensions: about what the trainer's first SSL version gives on Fashion-MNIST, and the
@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from bench.label_efficiency import code_fingerprint, load_dataset, machine
 from pal import metrics
 from pal.core.graph import KnowledgeGraph
 from pal.core.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
@@ -46,8 +45,10 @@ from pal.core.oracle import Oracle, OracleCache, OracleContext, TaskSpec, get_or
 from pal.core.oracle.base import NoTaskAvailable
 from pal.core.oracle.common import space_for
 from pal.core.oracle.neighbours import VectorSpace
+from research.behaviour import behaviour
+from research.label_efficiency import load_dataset, machine
 
-log = logging.getLogger("bench.oracle_experiments")
+log = logging.getLogger("research.oracle_experiments")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -246,7 +247,7 @@ class VerifyWeak:
     candidates: one answer gives each of them a second, independent vote against the cluster's core
     (a "different" vote contradicts the weak link, and the graph's min cut drops it). Otherwise the
     base oracle chooses. Redundancy spent only where the graph is fragile, instead of on every grid.
-    Measured (bench/oracle_experiments_verify.md): better at 300 answers under 20 % errors, worse by
+    Measured (research/oracle_experiments_verify.md): better at 300 answers under 20 % errors, worse by
     1,000, where the contradictions it raises split clusters into fragments."""
 
     def __init__(self, base: Oracle, every: int = 2) -> None:
@@ -302,7 +303,7 @@ class RecheckLookalikes:
     recheck) as the candidates. Same kind: n "same" votes outweigh the one pair and the graph
     merges them; different kinds: n more "different" votes, and the pair is never rechecked.
 
-    Measured (bench/oracle_experiments_recheck.md, _recheck_r3.md, 6 seeds): better without
+    Measured (research/oracle_experiments_recheck.md, _recheck_r3.md, 6 seeds): better without
     errors (one answer per grid: 0.737 against 0.695 at 300 answers; three answers per grid: 0.748
     against 0.700 at 1,000), no better under noise (10 % errors, one answer: 0.597 against 0.632
     at 1,000; 20 % errors, three answers: 0.563 against 0.581). Every difference is about one seed
@@ -464,7 +465,7 @@ def run_strategy(name: str, emb: np.ndarray, labels: np.ndarray, train: np.ndarr
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.oracle_experiments", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m research.oracle_experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=ROOT / "demo" / "fashion-mnist-demo.npz")
     p.add_argument("--budgets", default="100,300,1000")
     p.add_argument("--strategies", default="random,active,discovery")
@@ -475,7 +476,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--known-per-class", type=int, default=0, help="known labels per class, given before any grid")
     p.add_argument("--max-train-items", type=int, default=10_000)
     p.add_argument("--max-test-items", type=int, default=2_000)
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "oracle_experiments")
+    p.add_argument("--out", type=Path, default=ROOT / "research" / "oracle_experiments")
     args = p.parse_args(argv)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     budgets = [int(b) for b in args.budgets.split(",")]
@@ -493,7 +494,7 @@ def main(argv: list[str]) -> int:
                          ", ".join(f"{q['answers']}: {q['label_accuracy']:.3f}/{q['clusters']}" for q in r["points"]),
                          r["select_ms"])
                 runs.append(r)
-    info, code = machine(), code_fingerprint()
+    info, tag = machine(), behaviour()
     lines = [
         "# Oracle experiments (fixed embedding, no trainer)", "",
         f"Data: `{args.data.name}`, {len(train)} training + {int(data.is_test.sum())} test images; embedding: "
@@ -501,7 +502,7 @@ def main(argv: list[str]) -> int:
         f"known clusters); each grid answered {args.redundancy} time(s); "
         f"{args.known_per_class} known label(s) per class. "
         f"Machine: {info['cpu']}, {info['cores']} cores (load average {info['load_average'][0]}); "
-        f"oracle code {code['oracle']}, graph {code['graph']}.", "",
+        f"behaviour (replay fingerprint, `python -m pal.core.replay`) {tag['replay']}.", "",
         "| error | strategy | " + " | ".join(f"T = {b}" for b in budgets) + " | ms per selection |",
         "|---|---|" + "---|" * len(budgets) + "---|",
     ]
@@ -516,11 +517,11 @@ def main(argv: list[str]) -> int:
             ms = np.mean([r["select_ms"] for r in rs])
             label = name if agg == "all" else f"{name}, {agg} votes only"
             lines.append(f"| {e:g} | {label} | " + " | ".join(cells) + f" | {ms:.0f} |")
-    lines += ["", f"Reproduce: `python -m bench.oracle_experiments --data {args.data} --budgets {args.budgets} "
+    lines += ["", f"Reproduce: `python -m research.oracle_experiments --data {args.data} --budgets {args.budgets} "
               f"--strategies {args.strategies} --seeds {args.seeds} --error-rates {args.error_rates} "
               f"--redundancy {args.redundancy} --aggregates {args.aggregates} "
               f"--known-per-class {args.known_per_class}`", ""]
-    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "code": code}, indent=1))
+    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "machine": info, "behaviour": tag}, indent=1))
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
