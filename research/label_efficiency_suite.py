@@ -466,8 +466,8 @@ def _more_seeds(preset: Preset) -> str:
     return " (" + "; ".join(f"{c.title}: {c.seeds}" for c in more) + ")"
 
 
-MEASURED_WITH = ("(behaviour: the replay fingerprints of the core and the trainer, `python -m research.behaviour`; runs measured before it: code, "
-                 "hashes of the oracle, graph, trainer and export modules)")
+MEASURED_WITH = ("(behaviour: the replay fingerprints of the core and the trainer, `python -m research.behaviour`; "
+                 "runs measured before it: code, hashes of the oracle, graph, trainer and export modules)")
 
 
 def measured_with(doc: dict[str, Any]) -> list[str]:
