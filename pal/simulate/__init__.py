@@ -19,8 +19,15 @@ are restricted to :data:`ANNOTATOR_ROUTES`; a request outside that set raises):
   stays right when the importer skipped duplicates or when the project holds other items too.
   Items the file does not contain have no truth: a grid that shows one is answered "can't tell".
 
-Each candidate's true mark (outlier or not, from the labels of it and of the reference) is flipped
-with probability ``--error-rate``; a whole grid is skipped with probability ``--cant-tell-rate``.
+How the answers go wrong
+------------------------
+A whole grid is skipped with probability ``--cant-tell-rate``. Otherwise each annotator marks the
+candidates by its model (:mod:`pal.simulate.models`): by default each candidate's true mark (outlier or
+not, from the labels of it and of the reference) is flipped with probability ``--error-rate``.
+``--team`` gives annotators other models (:mod:`pal.simulate.team`): confusion-driven mistakes that
+fall on look-alike kinds (a matrix derived from the class mean images of ``--labels``, or read from a
+file), a spammer who marks at random, a lazy annotator who answers "all same" on most grids. The
+report lists each annotator's model and measured wrong-mark rate (``annotators``).
 
 Accounts: with an admin token (``--admin-token`` or ``$PAL_ADMIN_TOKEN``) the simulator creates
 ``--annotators`` accounts (``POST /users``), issues each a token (``POST /users/{id}/tokens``) and adds
@@ -30,6 +37,8 @@ Example::
 
     pal simulate --server http://127.0.0.1:8000 --project 1 --labels demo/fashion-mnist-demo.npz \\
         --annotators 4 --tasks 200 --error-rate 0.1 --think-ms 800
+    pal simulate --server http://127.0.0.1:8000 --project 1 --labels demo/fashion-mnist-demo.npz \
+        --team "confusion=0.1:4,spammer:1" --tasks 200
 """
 
 from pal.simulate.annotator import AnswerQuota, SimConfig, SimReport, SimulatedAnnotator
@@ -46,10 +55,13 @@ from pal.simulate.api import (
 )
 from pal.simulate.cli import build_parser, main
 from pal.simulate.driver import simulate
+from pal.simulate.models import AnnotatorModel, ConfusionMistakes, Lazy, Spammer, UniformFlips
+from pal.simulate.team import HEADLINE_TEAM, TeamEntry, build_team, parse_team, team_size
 from pal.simulate.truth import GroundTruth, match_items
 
 __all__ = [
-    "ANNOTATOR_ROUTES", "API", "Account", "AnswerQuota", "ForbiddenRoute", "GroundTruth", "RouteRecorder",
-    "SimConfig", "SimReport", "SimulatedAnnotator", "SimulationError", "annotator_client", "build_parser",
-    "create_annotators", "main", "match_items", "route_template", "simulate",
+    "ANNOTATOR_ROUTES", "API", "HEADLINE_TEAM", "Account", "AnnotatorModel", "AnswerQuota", "ConfusionMistakes",
+    "ForbiddenRoute", "GroundTruth", "Lazy", "RouteRecorder", "SimConfig", "SimReport", "SimulatedAnnotator",
+    "SimulationError", "Spammer", "TeamEntry", "UniformFlips", "annotator_client", "build_parser", "build_team",
+    "create_annotators", "main", "match_items", "parse_team", "route_template", "simulate", "team_size",
 ]

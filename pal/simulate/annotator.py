@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 from pal.simulate.api import API, SimulationError, raise_for
+from pal.simulate.models import AnnotatorModel, UniformFlips, true_marks
 from pal.simulate.truth import GroundTruth
 
 log = logging.getLogger("pal.simulate")
@@ -25,7 +26,7 @@ log = logging.getLogger("pal.simulate")
 class SimConfig:
     annotators: int = 4
     tasks: int = 100  # answers to give in all (a "can't tell" counts: a person looked at the grid)
-    error_rate: float = 0.0  # each candidate's mark flipped with this probability
+    error_rate: float = 0.0  # each candidate's mark flipped with this probability (the default model)
     cant_tell_rate: float = 0.0  # a whole grid skipped with this probability
     think_ms: float = 0.0  # median think time per grid; log-normal spread (sigma 0.5)
     retry_rate: float = 0.05  # share of answers whose POST is sent twice (same idempotency key)
@@ -65,6 +66,8 @@ class SimReport:
     routes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    # One row per annotator (filled by the simulation): its model and its measured wrong-mark rate.
+    annotators: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def error_rate(self) -> float:
@@ -110,7 +113,7 @@ class AnswerQuota:
 
 class SimulatedAnnotator:
     def __init__(self, index: int, client: httpx.Client, project: int, truth: GroundTruth, config: SimConfig,
-                 quota: AnswerQuota, stop: threading.Event) -> None:
+                 quota: AnswerQuota, stop: threading.Event, model: AnnotatorModel | None = None) -> None:
         self.index = index
         self.http = client
         self.project = project
@@ -119,6 +122,7 @@ class SimulatedAnnotator:
         self.quota = quota
         self.stop = stop
         self.rng = np.random.default_rng([config.seed, index])
+        self.model: AnnotatorModel = model if model is not None else UniformFlips(config.error_rate)
         self.report = SimReport()
         self._last: tuple[int, int, int, int] | None = None  # (answer id, cant_tell, marks, flipped)
 
@@ -141,6 +145,13 @@ class SimulatedAnnotator:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
+
+    def tally(self) -> dict[str, Any]:
+        """This annotator's row of the report: its model, its answers and its measured wrong-mark rate."""
+        r = self.report
+        return {"annotator": self.index, "model": self.model.describe(), "answers": r.answers,
+                "cant_tell": r.cant_tell, "marks": r.marks, "flipped": r.flipped,
+                "measured_error_rate": r.error_rate}
 
     def run(self) -> SimReport:
         if self.begin():
@@ -225,10 +236,10 @@ class SimulatedAnnotator:
             return [], True, 0, 0
         if self.rng.random() < self.config.cant_tell_rate:
             return [], True, 0, 0
-        flips = self.rng.random(len(cands)) < self.config.error_rate
-        outliers = [c for c, lab, flip in zip(cands, cand_labels, flips, strict=True)
-                    if (lab != ref_label) != bool(flip)]
-        return outliers, False, len(cands), int(flips.sum())
+        marks = self.model.marks(self.rng, ref_label, cand_labels)
+        outliers = [c for c, mark in zip(cands, marks.tolist(), strict=True) if mark]
+        wrong = int((marks != true_marks(ref_label, cand_labels)).sum())
+        return outliers, False, len(cands), wrong
 
     def _answer(self, task: Mapping[str, Any], think: float) -> int | None:
         outliers, cant_tell, marks, flipped = self._decide(task)

@@ -5,22 +5,30 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 from pal.simulate.annotator import AnswerQuota, SimConfig, SimReport, SimulatedAnnotator
 from pal.simulate.api import Account, RouteRecorder, annotator_client
+from pal.simulate.models import AnnotatorModel
 from pal.simulate.truth import GroundTruth
 
 
-def simulate(server: str, project: int, truth: GroundTruth, config: SimConfig, accounts: list[Account]) -> SimReport:
-    """Run ``len(accounts)`` annotators until ``config.tasks`` answers are given or no task is left."""
+def simulate(server: str, project: int, truth: GroundTruth, config: SimConfig, accounts: list[Account],
+             models: Sequence[AnnotatorModel] | None = None) -> SimReport:
+    """Run ``len(accounts)`` annotators until ``config.tasks`` answers are given or no task is left.
+    ``models``: how each annotator errs (:mod:`pal.simulate.team`); None: uniform flips at
+    ``config.error_rate`` for all."""
     if not accounts:
         raise ValueError("need at least one annotator account")
+    if models is not None and len(models) != len(accounts):
+        raise ValueError(f"{len(models)} annotator models for {len(accounts)} accounts")
     recorder = RouteRecorder()
     quota = AnswerQuota(config.tasks)
     stop = threading.Event()
     started = time.perf_counter()
     clients = [annotator_client(server, a.token, recorder) for a in accounts]
-    workers = [SimulatedAnnotator(i, c, project, truth, config, quota, stop) for i, c in enumerate(clients)]
+    workers = [SimulatedAnnotator(i, c, project, truth, config, quota, stop, None if models is None else models[i])
+               for i, c in enumerate(clients)]
     try:
         if config.in_turns:
             _take_turns(workers)
@@ -32,6 +40,7 @@ def simulate(server: str, project: int, truth: GroundTruth, config: SimConfig, a
     total = SimReport()
     for w in workers:
         total.merge(w.report)
+    total.annotators = [w.tally() for w in workers]
     total.routes = recorder.counts
     total.seconds = time.perf_counter() - started
     return total

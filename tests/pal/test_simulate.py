@@ -22,7 +22,9 @@ from pal.simulate import (
     SimConfig,
     SimReport,
     annotator_client,
+    build_team,
     create_annotators,
+    parse_team,
     simulate,
 )
 from tests.conftest import LiveServer
@@ -103,6 +105,22 @@ def test_simulate_answers_with_configured_error_rate(
     # 640 marks: the binomial standard deviation of the share is 0.017; allow 3.5 of them.
     assert abs(wrong / len(edges) - 0.25) < 0.06
     assert report.flipped == wrong
+
+
+def test_simulate_team_reports_each_annotators_model_and_wrong_marks(
+    live_server: LiveServer, admin: httpx.Client, npz_file: Path, engine: sa.Engine
+) -> None:
+    config = SimConfig(annotators=2, tasks=60, retry_rate=0.0, fetch_images=False, seed=8, in_turns=True)
+    pid = new_project(admin, npz_file)
+    truth = GroundTruth.from_npz(admin, pid, npz_file)
+    team = build_team(parse_team("uniform:1,spammer:1"), error_rate=0.0, labels_file=npz_file)
+    report = simulate(live_server.url, pid, truth, config, create_annotators(admin, pid, 2), team)
+    careful, spammer = report.annotators
+    assert report.errors == [] and len(stored_edges(engine, pid)) == 60 * 8
+    assert (careful["model"], careful["flipped"], careful["answers"]) == ("uniform=0", 0, 30)
+    # 240 marks at random: half wrong, standard deviation 0.032.
+    assert spammer["model"] == "spammer=0.5" and abs(spammer["measured_error_rate"] - 0.5) < 0.12
+    assert report.flipped == spammer["flipped"]
 
 
 def test_simulate_without_errors_stores_only_true_edges(
