@@ -17,7 +17,8 @@ One run, end to end, through the real system:
    embedding versions out) runs ``--warmup-steps`` plain SSL steps and publishes, so every strategy
    starts from the same first embedding.
 4. ``--rounds`` rounds: the human answers of the round (simulated annotators of ``pal.simulate``
-   over HTTP, answering from the hidden labels with ``--error-rate``), then the round's share of
+   over HTTP, answering from the hidden labels with ``--error-rate``, or each by its model with
+   ``--team``, e.g. ``confusion=0.1:4,spammer:1``: see :mod:`pal.simulate.team`), then the round's share of
    the remaining training steps, a published version, and the metrics of that version: one point
    of the quality curve. The total number of training steps is ``--train-steps`` whatever the
    strategy and T: equal compute.
@@ -64,8 +65,17 @@ import sqlalchemy as sa
 
 from bench.machine import machine as bench_machine
 from pal import metrics
+from pal.simulate import (
+    AnnotatorModel,
+    SimConfig,
+    build_team,
+    create_annotators,
+    match_items,
+    parse_team,
+    simulate,
+    team_size,
+)
 from pal.simulate import GroundTruth as SimTruth
-from pal.simulate import SimConfig, create_annotators, match_items, simulate
 from research.behaviour import behaviour
 
 log = logging.getLogger("research.label_efficiency")
@@ -85,6 +95,10 @@ class RunConfig:
     seed: int = 0
     out: Path | None = None
     error_rate: float = 0.0
+    # How each simulated annotator errs (a ``pal simulate --team`` spec, which also sets ``annotators``).
+    # None: all make uniform flips at ``error_rate``, as every stored run did; ``_comparable`` in the suite
+    # leaves the key out then, so those runs stay comparable.
+    team: str | None = None
     cant_tell_rate: float = 0.0
     redundancy: int = 1
     gold_rate: float = 0.0
@@ -127,6 +141,10 @@ class RunConfig:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if not 0 <= self.warmup_steps <= self.train_steps:
             raise ValueError(f"warmup_steps must be in 0..train_steps, got {self.warmup_steps}")
+        if self.team is not None:
+            if self.oracle not in SERVER_ORACLES:
+                raise ValueError(f"team applies to the server oracles {SERVER_ORACLES}, not to {self.oracle!r}")
+            self.annotators = team_size(parse_team(self.team))
         if self.redundancy < 1 or self.annotators < self.redundancy:
             raise ValueError(f"need redundancy >= 1 and annotators >= redundancy, got {self.redundancy}, "
                              f"{self.annotators}")
@@ -475,9 +493,12 @@ def run(config: RunConfig) -> dict[str, Any]:
         point("warm-up")
         accounts = []
         truth: SimTruth | None = None
+        team: list[AnnotatorModel] | None = None
         if config.oracle in SERVER_ORACLES:
             truth = SimTruth.from_npz(admin, project, data_path)
             accounts = create_annotators(admin, project, config.annotators)
+            if config.team is not None:
+                team = build_team(parse_team(config.team), error_rate=config.error_rate, labels_file=data_path)
         elif config.oracle in SUPERVISED:
             per_screen = config.n + 1 if config.oracle == "supervised-images" else 1
             uid = _account(admin, "annotator", f"labeller-{uuid.uuid4().hex[:6]}@bench.invalid")[0]
@@ -495,7 +516,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                                 error_rate=config.error_rate, cant_tell_rate=config.cant_tell_rate,
                                 think_ms=0.0, retry_rate=0.02, fetch_images=False, seed=config.seed * 1000 + r,
                                 in_turns=config.in_turns)
-                report = simulate(server.url, project, truth, sim, accounts)
+                report = simulate(server.url, project, truth, sim, accounts, team)
                 if report.errors:
                     raise RuntimeError(f"simulated annotators failed: {report.errors[:3]}")
                 progress.answers += report.answers
@@ -557,6 +578,9 @@ def run(config: RunConfig) -> dict[str, Any]:
 
 def _accumulate(total: dict[str, Any], report: dict[str, Any]) -> None:
     for key, value in report.items():
+        if key == "annotators":
+            _accumulate_annotators(total.setdefault(key, []), value)
+            continue
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):
@@ -566,6 +590,17 @@ def _accumulate(total: dict[str, Any], report: dict[str, Any]) -> None:
             for k, v in value.items():
                 sub[k] = sub.get(k, 0) + v
     total["measured_error_rate"] = total["flipped"] / total["marks"] if total.get("marks") else 0.0
+
+
+def _accumulate_annotators(rows: list[dict[str, Any]], report: list[dict[str, Any]]) -> None:
+    """Per-annotator rows summed over rounds (the same accounts, the same models, every round)."""
+    for new in report:
+        row = next((r for r in rows if r["annotator"] == new["annotator"]), None)
+        if row is None:
+            rows.append(row := {"annotator": new["annotator"], "model": new["model"]})
+        for key in ("answers", "cant_tell", "marks", "flipped"):
+            row[key] = row.get(key, 0) + new[key]
+        row["measured_error_rate"] = row["flipped"] / row["marks"] if row["marks"] else 0.0
 
 
 def _account(admin: httpx.Client, role: str, email: str) -> tuple[int, str]:
@@ -625,13 +660,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, default=None, help="result JSON (default: print it)")
     p.add_argument("--error-rate", type=float, default=d.error_rate)
+    p.add_argument("--team", default=None, metavar="SPEC",
+                   help="how each simulated annotator errs, as pal simulate --team (e.g. 'confusion=0.1:4,spammer:1', "
+                        "the headline noise team); sets --annotators. Default: uniform flips at --error-rate")
     p.add_argument("--cant-tell-rate", type=float, default=d.cant_tell_rate)
     p.add_argument("--redundancy", type=int, default=d.redundancy)
     p.add_argument("--gold-rate", type=float, default=d.gold_rate)
     p.add_argument("--known-per-class", type=int, default=d.known_per_class,
                    help="training items per class given as known labels before any answer")
     p.add_argument("--n", type=int, default=d.n, help="candidates per grid")
-    p.add_argument("--annotators", type=int, default=d.annotators)
+    p.add_argument("--annotators", type=int, default=None, help=f"simulated annotators (default {d.annotators}, "
+                                                                 "or the team's size)")
     p.add_argument("--at-once", dest="in_turns", action="store_false",
                    help="annotators answer concurrently (default: in turns, so that a re-run reproduces the run)")
     p.add_argument("--database-url", default=None,
@@ -651,10 +690,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
+    team = args.team
+    if team is not None and args.annotators is not None and args.annotators != team_size(parse_team(team)):
+        raise ValueError(f"--annotators {args.annotators} but the team has {team_size(parse_team(team))}")
     return RunConfig(
         data=args.data, tasks=args.tasks or 0, oracle=args.oracle, seed=args.seed, out=args.out,
-        error_rate=args.error_rate, cant_tell_rate=args.cant_tell_rate, redundancy=args.redundancy,
-        gold_rate=args.gold_rate, known_per_class=args.known_per_class, n=args.n, annotators=args.annotators,
+        error_rate=args.error_rate, team=team, cant_tell_rate=args.cant_tell_rate, redundancy=args.redundancy,
+        gold_rate=args.gold_rate, known_per_class=args.known_per_class, n=args.n,
+        annotators=args.annotators if args.annotators is not None else RunConfig.annotators,
         in_turns=args.in_turns,
         database_url=args.database_url,
         train_steps=args.train_steps, warmup_steps=args.warmup_steps, rounds=args.rounds,

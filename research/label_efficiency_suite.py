@@ -141,6 +141,8 @@ def _comparable(config: RunConfig) -> dict[str, Any]:
     d = asdict(config)
     for k in ("out", "workdir", "keep_workdir", "database_url"):
         d.pop(k, None)
+    if d.get("team") is None:
+        d.pop("team", None)  # uniform flips, as every run stored before the option: those stay comparable
     d["data"] = str(d["data"])
     d["schedule"] = list(d["schedule"]) if d["schedule"] is not None else None
     return d

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from research.label_efficiency import load_dataset, main, split_test_mask
+from research.label_efficiency import _accumulate, add_arguments, config_from_args, load_dataset, main, split_test_mask
 
 pytestmark = pytest.mark.research
 
@@ -95,3 +97,51 @@ def test_label_efficiency_run_is_reproduced_by_running_it_again(tmp_path: Path) 
     assert len(grids_a) == 8 and len(answers_a) == 16  # 16 answers, redundancy 2
     assert any(g[3] is not None for g in grids_a)  # gold controls were drawn too
     assert [g[1:3] for g in stored[2][0]] != [g[1:3] for g in grids_a]
+
+
+def _args(*extra: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(["--data", str(DEMO), "--tasks", "10", *extra])
+
+
+def test_team_option_defaults_to_uniform_flips_and_sets_the_annotators() -> None:
+    plain = config_from_args(_args("--oracle", "active", "--error-rate", "0.1"))
+    assert plain.team is None and plain.annotators == 4 and plain.error_rate == 0.1
+    teamed = config_from_args(_args("--oracle", "active", "--team", "confusion=0.1:4,spammer:1"))
+    assert teamed.team == "confusion=0.1:4,spammer:1" and teamed.annotators == 5
+    assert config_from_args(_args("--oracle", "random", "--team", "lazy:2", "--annotators", "2")).annotators == 2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--oracle", "active", "--team", "robot:2"], "unknown annotator model 'robot'"),
+    (["--oracle", "active", "--team", "spammer:2", "--annotators", "3"], "--annotators 3 but the team has 2"),
+    (["--oracle", "supervised-images", "--team", "spammer:2"], "team applies to the server oracles"),
+])
+def test_bad_team_is_refused_in_one_line(capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+    assert main(["--data", str(DEMO), "--tasks", "10", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_per_annotator_rows_add_up_over_rounds() -> None:
+    total: dict[str, Any] = {}
+    for flipped in (3, 5):
+        _accumulate(total, {"marks": 16, "flipped": flipped, "annotators": [
+            {"annotator": 0, "model": "spammer=0.5", "answers": 2, "cant_tell": 0, "marks": 16, "flipped": flipped,
+             "measured_error_rate": flipped / 16}]})
+    assert total["annotators"] == [{"annotator": 0, "model": "spammer=0.5", "answers": 4, "cant_tell": 0, "marks": 32,
+                                    "flipped": 8, "measured_error_rate": 0.25}]
+    assert total["measured_error_rate"] == 0.25
+
+
+def test_label_efficiency_run_with_a_team_reports_each_annotators_model(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    code = main(["--data", str(DEMO), "--tasks", "16", "--oracle", "random", "--seed", "0", "--out", str(out),
+                 "--team", "uniform=0:1,spammer:1", "--train-steps", "12", "--warmup-steps", "6", "--rounds", "2",
+                 "--max-train-items", "300", "--max-test-items", "100"])
+    result = json.loads(out.read_text())
+    assert code == 0 and result["config"]["team"] == "uniform=0:1,spammer:1"
+    rows = result["simulator"]["annotators"]
+    assert [(r["model"], r["answers"]) for r in rows] == [("uniform=0", 8), ("spammer=0.5", 8)]
+    assert rows[0]["flipped"] == 0 and rows[1]["flipped"] == result["simulator"]["flipped"] > 0

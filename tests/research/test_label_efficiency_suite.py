@@ -113,3 +113,31 @@ def test_stored_runs_are_reused_only_when_measured_with_the_same_behaviour(tmp_p
 def test_markdown_names_the_behaviour_measured_and_the_code_of_older_runs() -> None:
     doc = {"runs": [{"behaviour": {"replay": "r1"}}, {"behaviour": {"replay": "r1"}}, {"code": {"graph": "x"}}]}
     assert suite.measured_with(doc) == ['behaviour {"replay": "r1"}', 'code {"graph": "x"}']
+
+
+# What runs stored before the team option carry as their settings (QUICK, active, seed 0).
+STORED_BEFORE_TEAMS = {
+    "data": "d.npz", "tasks": 300, "oracle": "active", "seed": 0, "error_rate": 0.0, "cant_tell_rate": 0.0,
+    "redundancy": 1, "gold_rate": 0.0, "known_per_class": 0, "n": 8, "annotators": 4, "in_turns": True,
+    "train_steps": 300, "warmup_steps": 100, "rounds": 2, "schedule": [100, 300], "max_train_items": 2500,
+    "max_test_items": 500, "subset_seed": 0, "backbone": "mlp", "batch_size": 256, "lr": 0.001, "threads": 1,
+}
+
+
+def test_runs_stored_before_the_team_option_stay_comparable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = run_config(QUICK, Cell("active"), 0, Path("d.npz"), None)
+    assert config.team is None and suite._comparable(config) == STORED_BEFORE_TEAMS
+    teamed = suite._comparable(replace(config, team="confusion=0.1:4,spammer:1"))
+    assert teamed == {**STORED_BEFORE_TEAMS, "annotators": 5, "team": "confusion=0.1:4,spammer:1"}
+    # A run stored with the old settings is reused, not run again.
+    tag = {"replay": "r"}
+    monkeypatch.setattr(suite, "behaviour", lambda: tag)
+    monkeypatch.setattr(suite, "run", lambda config: pytest.fail("a stored run was run again"))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    cell = Cell("active")
+    (runs / f"{cell.key}-s0.json").write_text(json.dumps({"suite_config": STORED_BEFORE_TEAMS, "behaviour": tag,
+                                                          "label_accuracy": 0.5, "tasks": 300}))
+    results = suite.run_all(replace(QUICK, cells=(cell,), seeds=(0,)), Path("d.npz"), runs, fresh=False,
+                            database_url=None)
+    assert results[0]["label_accuracy"] == 0.5
