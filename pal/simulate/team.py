@@ -17,8 +17,8 @@ average 10 % wrong marks plus one spammer. Why: 10 % is the rate of the research
 fall where people's fall: on the pairs of kinds that look alike, the pairs the labels are hardest on
 anyway, which uniform flips never concentrate on. The spammer is the case PAL must survive: one
 account in five answering at random (half its marks wrong), which redundancy, gold items and the
-graph's consistency have to outvote or expose. Over the team 18 % of marks are wrong. Without a team
-every annotator is ``uniform`` with ``--error-rate``, exactly as before.
+graph's consistency have to outvote or expose. On grids of random items 18 % of the team's marks are
+wrong. Without a team every annotator is ``uniform`` with ``--error-rate``, exactly as before.
 """
 
 from __future__ import annotations
