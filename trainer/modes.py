@@ -152,13 +152,19 @@ class FeatureEngine(Engine):
         super().items_added()
 
     def checkpoint(self) -> dict[str, Any]:
-        return {**super().checkpoint(), "features": self.source.id}
+        return {**super().checkpoint(), "features": self.source.id, "feature_dim": int(self.features.shape[1])}
 
     def _restore(self, checkpoint: dict[str, Any]) -> None:
         if checkpoint.get("features") != self.source.id:
             raise ValueError(
                 f"the checkpoint's head was trained on {checkpoint.get('features') or 'images'!r}, "
                 f"not on {self.source.id!r}: start with another --checkpoint"
+            )
+        if checkpoint.get("feature_dim") != self.features.shape[1]:
+            raise ValueError(
+                f"the checkpoint's head takes {checkpoint.get('feature_dim')} features, these have "
+                f"{self.features.shape[1]} (with --backbone features, a restart without the features cache "
+                "reads the trainer's own output): keep the features cache or start with another --checkpoint"
             )
         super()._restore(checkpoint)
 
@@ -176,16 +182,17 @@ class PartlyFrozen(nn.Module):
         super().__init__()
         self.gray3, self.net = _Gray3(), net
         blocks = finetune_blocks(net)
-        self.frozen = nn.ModuleList(blocks[: max(len(blocks) - trainable, 0)])
+        self.n_frozen = max(len(blocks) - trainable, 0)
         for p in net.parameters():
             p.requires_grad_(False)
-        for block in blocks[len(self.frozen) :]:
+        for block in blocks[self.n_frozen :]:
             for p in block.parameters():
                 p.requires_grad_(True)
+        self.train()
 
     def train(self, mode: bool = True) -> PartlyFrozen:
         super().train(mode)
-        for block in self.frozen:
+        for block in finetune_blocks(self.net)[: self.n_frozen]:
             block.eval()
         return self
 

@@ -101,7 +101,10 @@ def test_offline_error_names_the_file_the_folder_and_the_url(
 
 
 def test_cli_reports_missing_weights_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake = FakeServer(images=colour_images(4))
     monkeypatch.setattr(loop, "ApiClient", lambda *args, **kwargs: fake.client())
