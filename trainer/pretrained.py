@@ -291,7 +291,7 @@ def auto_fallback_hint(cache: Path) -> str:
     model, name = AUTO_PRETRAINED[-1]
     spec = resolve_weights(model, name)
     return (
-        f"no pretrained weights in {cache}/: colour images train {model} from random init, which learns slowly "
+        f"no pretrained weights in {cache}/: these images train {model} from random init, which learns slowly "
         f"on a CPU; run once with network access with --backbone {model} --weights {name}, or put "
         f"{spec.file_name} (from {spec.enum.url if spec.enum else '?'}) in {cache}/"
     )
