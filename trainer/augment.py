@@ -12,8 +12,9 @@ a third of a small-CNN training step; the batched form costs a few microseconds 
 - small grayscale images: random resized crop with a mild scale range, a small translation,
   horizontal flip; no colour jitter, which means nothing on one channel.
 - RGB images: random resized crop, flip, colour jitter (brightness, contrast, saturation, hue,
-  in that fixed order), random grayscale: SimCLR's recipe without blur, which destroys most
-  of a small image.
+  in that fixed order), random grayscale; for natural images over 64 px also SimCLR's Gaussian
+  blur (half the views, kernel a tenth of the side, sigma 0.1-2.0 px at 224 px, scaled with the
+  side), which would destroy most of a small image.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class AugmentRecipe:
     jitter: tuple[float, float, float, float] | None  # brightness, contrast, saturation, hue
     jitter_p: float
     grayscale_p: float
+    blur_p: float = 0.0  # drawn after everything else, and only when > 0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # in pixels of a 224-px view; scaled to the size
 
     @classmethod
     def for_images(cls, channels: int, size: int) -> AugmentRecipe:
@@ -78,6 +81,7 @@ class AugmentRecipe:
             jitter=(0.4, 0.4, 0.2, 0.1),
             jitter_p=0.8,
             grayscale_p=0.2,
+            blur_p=0.5 if size > 64 else 0.0,
         )
 
 
@@ -149,6 +153,25 @@ def colour_jitter(x: Tensor, recipe: AugmentRecipe, gen: torch.Generator | None 
     return x
 
 
+def gaussian_blur(x: Tensor, recipe: AugmentRecipe, gen: torch.Generator | None = None) -> Tensor:
+    """Blur a ``blur_p`` share of the images of a float (B, C, S, S) batch, sigma drawn per image.
+
+    One separable grouped convolution for the whole batch (a kernel per image and channel),
+    reflect padding; the images drawn off are returned unchanged."""
+    n, c, size = x.shape[0], x.shape[1], x.shape[-1]
+    on = torch.rand(n, generator=gen) < recipe.blur_p
+    sigma = _uniform(n, *recipe.blur_sigma, gen) * size / 224
+    radius = max(1, min(size // 20, (size - 1) // 2))  # kernel 2r+1, about a tenth of the side
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).to(x.device)  # (n, 2r+1)
+    weights = kernel.repeat_interleave(c, dim=0)  # (n*C, 2r+1): one kernel per image and channel
+    flat = F.pad(x.reshape(1, n * c, size, size), [radius] * 4, mode="reflect")
+    flat = F.conv2d(flat, weights.view(n * c, 1, -1, 1), groups=n * c)  # along H
+    flat = F.conv2d(flat, weights.view(n * c, 1, 1, -1), groups=n * c)  # along W
+    return torch.where(on.view(n, 1, 1, 1).to(x.device), flat.view_as(x), x)
+
+
 class Augment:
     """Random view of each image in a uint8 batch -> normalised float32 batch."""
 
@@ -171,6 +194,8 @@ class Augment:
         )  # (n, C, size, size)
         if self.channels == 3:
             x = colour_jitter(x, self.recipe, generator)
+        if self.recipe.blur_p > 0:
+            x = gaussian_blur(x, self.recipe, generator)
         return self.normalization.apply(x)
 
 

@@ -7,6 +7,9 @@ decorrelated (augmentation-specific detail, a whitened code), so ``h`` keeps mor
 image and transfers better to the kNN search and linear probes run on the published vectors.
 
 Add an architecture with :func:`register_backbone`; build one with :func:`build_model`.
+Pretrained torchvision/timm/OpenCLIP networks and the frozen-feature head live in
+trainer/pretrained.py and trainer/modes.py, which also decides what ``--backbone auto`` means
+(:func:`default_backbone` below is its choice when no pretrained weights are on the machine).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 
 from pal.core.edges import EdgeKind, EdgeRecord
-from pal.wire import NEXT_AFTER_HEADER, NPY_MEDIA_TYPE, decode_pixels, encode_npy
+from pal.wire import NEXT_AFTER_HEADER, NPY_MEDIA_TYPE, decode_npy, decode_pixels, encode_npy
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,19 @@ class ApiClient:
             for e in data["edges"]
         ]
         return EdgePage(edges, str(data["next_cursor"]), bool(data["has_more"]))
+
+    def get_current_embedding(self, project: int) -> tuple[str, np.ndarray, np.ndarray]:
+        """The current version's number, item ids (N,) int64 and vectors (N, D) float32.
+
+        Read as two requests; a version published between them is caught and read again."""
+        base = f"/api/v1/projects/{project}/embeddings/current"
+        while True:
+            vectors = self.request("GET", f"{base}/vectors")
+            ids = self.request("GET", f"{base}/item_ids")
+            version = vectors.headers.get("X-Embedding-Version", "?")
+            if ids.headers.get("X-Embedding-Version", "?") == version:
+                item_ids = decode_npy(ids.content).astype(np.int64)
+                return version, item_ids, decode_npy(vectors.content).astype(np.float32)
 
     def upload_embeddings(
         self,

@@ -17,7 +17,12 @@ class TrainConfig:
     project: int = 0
     checkpoint: str | None = None  # file path; resumed from when it exists
     # model
-    backbone: str = "auto"  # "auto": small_cnn for small grayscale images, resnet18 otherwise
+    backbone: str = "auto"  # see trainer.modes: small_cnn / pretrained features / resnet18 by input
+    weights: str | None = None  # pretrained weights: an enum name (IMAGENET1K_V2, DEFAULT) or a file
+    weights_cache: str | None = None  # None: $PAL_DATA_DIR/weights (var/weights)
+    features_cache: str | None = None  # None: $PAL_DATA_DIR/features; "none": keep features in memory only
+    finetune_blocks: int = 0  # pretrained backbones: train the last N blocks on images (0: frozen features)
+    head_dim: int = 256  # frozen-feature modes: the published width (the head's output)
     image_size: int | None = None  # None: the size the server stores (items must then share one size)
     proj_dim: int = 128
     # loss
@@ -59,6 +64,10 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.finetune_blocks < 0:
+            raise ValueError(f"finetune_blocks must be >= 0; got {self.finetune_blocks}")
+        if self.head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1; got {self.head_dim}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2; got {self.batch_size}")
         for name in ("human_fraction", "closure_fraction", "negative_fraction"):
@@ -77,7 +86,13 @@ _HELP = {
     "token": "bearer token (default: $PAL_TOKEN)",
     "project": "project id",
     "checkpoint": "checkpoint file; resumed from when it exists",
-    "backbone": "small_cnn, resnet18 or auto",
+    "backbone": "auto, small_cnn, resnet18 (random init), a torchvision model with --weights (resnet50...), "
+    "features (a head on the server's current embedding), timm:NAME or open_clip:ARCH/TAG",
+    "weights": "pretrained weights: a torchvision enum name (IMAGENET1K_V2; default DEFAULT) or a local file",
+    "weights_cache": "folder of downloaded weights (default: $PAL_DATA_DIR/weights, else var/weights)",
+    "features_cache": "folder of cached frozen features (default: $PAL_DATA_DIR/features; 'none': off)",
+    "finetune_blocks": "pretrained backbones: fine-tune the last N blocks on augmented images (0: frozen features)",
+    "head_dim": "frozen-feature modes: width of the published vectors (the trained head's output)",
     "image_size": "train at this size (the server resizes); default: stored size",
     "loss": "vicreg, simclr or barlow",
     "max_steps": "stop after this many steps (published and checkpointed)",

@@ -17,7 +17,7 @@ from pal.core.edges import EdgeRecord
 from pal.wire import START_CURSOR
 from trainer import ddp
 from trainer.augment import Augment, Normalization, Preprocess
-from trainer.backbones import build_model
+from trainer.backbones import EmbeddingModel, build_model
 from trainer.batching import (
     GraphSnapshot,
     MixSettings,
@@ -62,12 +62,12 @@ class Engine:
         self.ctx = ctx or ddp.DistContext(0, 1, 0, ddp.pick_device(config.device))
         self.device = self.ctx.device
         self.items = items
-        self.size = config.image_size or int(items.images.shape[-1])
+        self.size = self._input_size()
         self.on_cuda = self.device.type == "cuda"
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # the same weights on every rank and every fresh start
-            self.model = build_model(config.backbone, items.channels, self.size, proj_dim=config.proj_dim)
+            self.model = self._build_model()
         self.model.to(self.device)
         if self.on_cuda:
             # Convolutions run faster in NHWC on tensor cores; CPU kernels gain nothing here.
@@ -86,7 +86,7 @@ class Engine:
             norm = Normalization(tuple(checkpoint["normalization"][0]), tuple(checkpoint["normalization"][1]))
             self._restore(checkpoint)
         else:
-            norm = Normalization.from_images(items.images)
+            norm = self._initial_normalization()
         self.normalization = norm
         self.augment = Augment(items.channels, self.size, norm)
         self.preprocess = Preprocess(self.size, norm)
@@ -103,6 +103,16 @@ class Engine:
     def _mix(self) -> MixSettings:
         c = self.config
         return MixSettings(c.human_fraction, c.closure_fraction, c.negative_fraction)
+
+    def _input_size(self) -> int:
+        return self.config.image_size or int(self.items.images.shape[-1])
+
+    def _build_model(self) -> EmbeddingModel:
+        """Called under the seeded RNG: the same weights on every rank and every fresh start."""
+        return build_model(self.config.backbone, self.items.channels, self.size, proj_dim=self.config.proj_dim)
+
+    def _initial_normalization(self) -> Normalization:
+        return Normalization.from_images(self.items.images)
 
     def _device_images(self) -> Tensor:
         # Keep the uint8 table on the GPU when it fits comfortably: augmentation then runs there.
@@ -151,10 +161,7 @@ class Engine:
         batch = self.sampler.sample(
             self.snap, use_negatives=use_negatives, within_branch=use_negatives, device=self.device
         )
-        rows = torch.from_numpy(np.concatenate([batch.rows_a, batch.rows_b])).to(self.images.device)
-        x = self.augment(self.images[rows], self.generator).to(self.device, non_blocking=True)  # (2n, C, S, S)
-        if self.on_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._views(np.concatenate([batch.rows_a, batch.rows_b]))
         with self.autocast():
             z = self.train_model(x)  # (2n, proj_dim)
         z_a, z_b = z.float().chunk(2)  # the loss's statistics want float32 whatever autocast did
@@ -168,20 +175,32 @@ class Engine:
         self.step += 1
         return terms
 
+    def _views(self, rows: np.ndarray) -> Tensor:
+        """The model's training input for item positions ``rows``: one random view of each."""
+        index = torch.from_numpy(rows).to(self.images.device)
+        x = self.augment(self.images[index], self.generator).to(self.device, non_blocking=True)  # (2n, C, S, S)
+        if self.on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
     @torch.inference_mode()
     def embed_all(self) -> np.ndarray:
         """(N, feature_dim) float32 backbone features of every item, rows in ``items.ids`` order."""
         self.model.eval()
         out = []
         for start in range(0, len(self.items), self.config.embed_batch_size):
-            chunk = self.images[start : start + self.config.embed_batch_size]
-            x = self.preprocess(chunk).to(self.device, non_blocking=True)
-            if self.on_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = self._embed_input(start, start + self.config.embed_batch_size)
             with self.autocast():
                 out.append(self.model.embed(x).float().cpu())
         self.model.train()
         return torch.cat(out).numpy()
+
+    def _embed_input(self, start: int, stop: int) -> Tensor:
+        """The model's deterministic input for item positions ``start:stop``."""
+        x = self.preprocess(self.images[start:stop]).to(self.device, non_blocking=True)
+        if self.on_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     # --- checkpoints -------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ from trainer.config import TrainConfig, add_arguments, config_from_args
 from trainer.engine import Engine
 from trainer.items import ItemTable, fetch_items
 from trainer.losses import LossTerms
+from trainer.modes import build_engine
+from trainer.pretrained import BackboneSetupError
 
 log = logging.getLogger("trainer")
 
@@ -122,7 +124,7 @@ def run(config: TrainConfig, client: ApiClient | None = None) -> RunResult:
 
 def _run(config: TrainConfig, client: ApiClient | None, ctx: ddp.DistContext) -> RunResult:
     items = load_items(client, config, ctx)
-    engine = load_engine(config, items, ctx)
+    engine = load_engine(config, items, ctx, client)
     result = RunResult(engine.step, engine.cursor, engine.store.consumed)
     cycles, quiet_polls = 0, 0
     # Stop before polling once the step budget is spent: rows read then would be counted in the
@@ -156,10 +158,13 @@ def load_items(client: ApiClient | None, config: TrainConfig, ctx: ddp.DistConte
     return ctx.broadcast(items)
 
 
-def load_engine(config: TrainConfig, items: ItemTable, ctx: ddp.DistContext) -> Engine:
-    """Model, optimizer and graph: fresh, or resumed from ``config.checkpoint`` when that file exists."""
+def load_engine(
+    config: TrainConfig, items: ItemTable, ctx: ddp.DistContext, client: ApiClient | None = None
+) -> Engine:
+    """Model, optimizer and graph: fresh, or resumed from ``config.checkpoint`` when that file exists.
+    The backbone setting picks the engine (trainer.modes); ``client`` serves ``--backbone features``."""
     checkpoint = load_checkpoint(config.checkpoint) if config.checkpoint else None
-    engine = Engine(config, items, ctx, checkpoint)
+    engine = build_engine(config, items, ctx, checkpoint, client)
     if checkpoint is not None:
         log.info(
             "resumed at step %d, cursor %s, %d edges consumed",
@@ -218,23 +223,26 @@ def train_steps(engine: Engine, n_steps: int) -> Meter:
     config = engine.config
     engine.reseed()
     meter, window = Meter(), Meter()
-    for _ in range(n_steps):
+    for done in range(1, n_steps + 1):
         terms = engine.train_step()
         meter.add(terms, 2 * config.batch_size)
         window.add(terms, 2 * config.batch_size)
         if engine.ctx.is_main and engine.step % config.log_every == 0:
-            log_progress(engine.step, window.summary())
+            summary = window.summary()
+            log_progress(engine.step, summary, (n_steps - done) / max(summary["steps_per_s"], 1e-9))
             window = Meter()
     return meter
 
 
-def log_progress(step: int, summary: dict[str, float]) -> None:
+def log_progress(step: int, summary: dict[str, float], publish_in_s: float | None = None) -> None:
+    """Throughput, the seconds left to the cycle's publish at that rate, and the loss terms."""
     throughput = ("loss", "steps_per_s", "images_per_s")
     log.info(
-        "step %d | %.2f steps/s %.0f img/s | loss %.4f | %s",
+        "step %d | %.2f steps/s %.0f img/s%s | loss %.4f | %s",
         step,
         summary["steps_per_s"],
         summary["images_per_s"],
+        "" if publish_in_s is None else f" | next publish in {publish_in_s:.0f}s",
         summary["loss"],
         " ".join(f"{k} {v:.4f}" for k, v in summary.items() if k not in throughput),
     )
@@ -296,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``pal train ...``: parse flags, run until a stop condition or Ctrl-C."""
     try:
         return run_from_args(build_parser().parse_args(argv))
+    except BackboneSetupError as exc:  # missing weights or extra: one line, no traceback
+        log.error("%s", exc)
+        return 2
     except KeyboardInterrupt:
         log.info("interrupted; a restart resumes from the last checkpoint")
         return 130

@@ -83,3 +83,53 @@ def test_normalization_from_images_matches_pixel_statistics() -> None:
     x = images(16)
     norm = Normalization.from_images(x)
     assert norm.mean[0] == pytest.approx(float(x.float().mean() / 255), abs=1e-5)
+
+
+# --- natural (colour) images ------------------------------------------------------------------
+
+RGB_UNIT = Normalization((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+
+
+def photos(n: int = 4, size: int = 96) -> torch.Tensor:
+    """Smooth colour gradients plus a little noise: something a blur visibly changes."""
+    ramp = torch.linspace(0, 1, size)
+    across, down = ramp.view(1, -1).expand(size, -1), ramp.view(-1, 1).expand(-1, size)
+    base = torch.stack([across, down, 1 - across])
+    noise = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return ((0.7 * base + 0.3 * noise).clamp(0, 1) * 255).to(torch.uint8)
+
+
+def test_natural_image_views_have_shape_dtype_and_range() -> None:
+    out = Augment(3, 64, RGB_UNIT, AugmentRecipe.for_images(3, 96))(photos(), torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 64, 64) and out.dtype == torch.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_natural_image_two_views_differ_and_repeat_under_a_seed() -> None:
+    augment, x = Augment(3, 96, RGB_UNIT), photos()
+    a = augment(x, torch.Generator().manual_seed(3))
+    b = augment(x, torch.Generator().manual_seed(4))
+    again = augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, again) and (a - b).abs().amax(dim=(1, 2, 3)).min() > 0.05
+
+
+def test_blur_only_for_colour_images_over_64_px() -> None:
+    assert AugmentRecipe.for_images(3, 96).blur_p == 0.5
+    assert AugmentRecipe.for_images(3, 32).blur_p == 0.0 and AugmentRecipe.for_images(1, 96).blur_p == 0.0
+
+
+def test_blur_smooths_and_keeps_the_mean() -> None:
+    blur = AugmentRecipe((1.0, 1.0), (1.0, 1.0), 0.0, 0.0, None, 0.0, 0.0, blur_p=1.0, blur_sigma=(2.0, 2.0))
+    x = photos()
+    plain = Augment(3, 96, RGB_UNIT, IDENTITY)(x)
+    blurred = Augment(3, 96, RGB_UNIT, blur)(x, torch.Generator().manual_seed(0))
+    roughness = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    assert roughness(blurred) < 0.6 * roughness(plain)
+    assert torch.allclose(blurred.mean(), plain.mean(), atol=0.01)
+
+
+def test_blur_draws_per_image() -> None:
+    recipe = AugmentRecipe((1.0, 1.0), (1.0, 1.0), 0.0, 0.0, None, 0.0, 0.0, blur_p=0.5)
+    x = photos(1).repeat(8, 1, 1, 1)
+    out = Augment(3, 96, RGB_UNIT, recipe)(x, torch.Generator().manual_seed(0))
+    assert len({round(float(o.std()), 5) for o in out}) > 2  # some untouched, some blurred by various sigmas

@@ -63,3 +63,10 @@ def test_loop_e2e_trains_publishes_and_resumes(live_server: LiveServer, db: Sess
     assert [v["version"] for v in versions] == [1, 2]
     assert {"loss", "invariance", "variance", "covariance"} <= set(versions[-1]["metrics"])
     assert "knn_accuracy" in second.versions[-1]["metrics"]  # the server scores each upload itself
+
+    # A head on the server's current embedding (version 2) as frozen features: it reads the
+    # vectors and ids over HTTP, trains and publishes version 3 at the head's width.
+    head = _config(live_server.url, trainer.token, pid, tmp_path / "head", max_steps=2)
+    head.backbone, head.head_dim, head.features_cache = "features", 24, str(tmp_path / "features")
+    third = run(head)
+    assert third.versions[-1]["version"] == 3 and third.versions[-1]["dim"] == 24

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from pal.wire import NEXT_AFTER_HEADER, decode_npy, encode_pixels, format_cursor, parse_cursor
+from pal.wire import NEXT_AFTER_HEADER, decode_npy, encode_npy, encode_pixels, format_cursor, parse_cursor
 from trainer.client import ApiClient, RetryPolicy
 
 TOKEN = "test-token"
@@ -67,6 +67,8 @@ class FakeServer:
     uploads: list[dict[str, Any]] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
     fail_next: list[int | Exception] = field(default_factory=list)  # status codes or errors to raise first
+    # The current embedding version (ids, vectors) before any upload; an upload then replaces it.
+    current: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if len(self.ids) == 0:
@@ -108,6 +110,8 @@ class FakeServer:
             page = rows[:limit]
             cursor = format_cursor(0, page[-1]["id"]) if page else q["cursor"]
             return httpx.Response(200, json={"edges": page, "next_cursor": cursor, "has_more": len(rows) > limit})
+        if path in (f"{base}/embeddings/current/vectors", f"{base}/embeddings/current/item_ids"):
+            return self._current(path.rsplit("/", 1)[1])
         if path == f"{base}/embeddings" and request.method == "POST":
             parts = parse_multipart(request)
             upload = {
@@ -118,6 +122,16 @@ class FakeServer:
             self.uploads.append(upload)
             return httpx.Response(201, json={"id": len(self.uploads), "step": upload["meta"]["step"]})
         return httpx.Response(404, json={"error": {"code": "not_found", "message": path}})
+
+    def _current(self, which: str) -> httpx.Response:
+        if self.uploads:
+            version, ids, vectors = len(self.uploads), self.uploads[-1]["item_ids"], self.uploads[-1]["vectors"]
+        elif self.current is not None:
+            version, (ids, vectors) = 0, self.current
+        else:
+            return httpx.Response(404, json={"error": {"code": "no_embedding", "message": "none yet"}})
+        data = encode_npy(vectors if which == "vectors" else ids)
+        return httpx.Response(200, content=data, headers={"X-Embedding-Version": str(version)})
 
     def client(self, retry: RetryPolicy | None = None, sleep: Callable[[float], None] = lambda s: None) -> ApiClient:
         return ApiClient(
@@ -137,4 +151,13 @@ def blob_images(n: int = 48, size: int = 16, seed: int = 0) -> np.ndarray:
     for i in range(n):
         r, c = divmod(i % 4, 2)
         images[i, r * half + 2 : r * half + half - 2, c * half + 2 : c * half + half - 2] = 220
+    return images
+
+
+def colour_images(n: int = 12, size: int = 16, seed: int = 0) -> np.ndarray:
+    """(n, size, size, 3) uint8: noise with a red, green or blue tint, by class i % 3."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 60, size=(n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        images[i, ..., i % 3] += 150
     return images
