@@ -110,15 +110,8 @@ def head_model(in_dim: int, out_dim: int, proj_dim: int, dropout: float = 0.1) -
 class FeatureEngine(Engine):
     """:class:`Engine` on a table of frozen item features instead of images."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        items: ItemTable,
-        ctx: ddp.DistContext | None,
-        checkpoint: dict[str, Any] | None,
-        source: FeatureSource,
-        cache: Path | None,
-    ) -> None:
+    def __init__(self, config: TrainConfig, items: ItemTable, ctx: ddp.DistContext | None,
+                 checkpoint: dict[str, Any] | None, source: FeatureSource, cache: Path | None) -> None:
         self.source, self.features_cache = source, cache
         self.ctx = ctx or ddp.DistContext(0, 1, 0, ddp.pick_device(config.device))
         self.features = self._item_features(items, None)  # (N, D) float32 on the CPU
@@ -216,16 +209,8 @@ def finetune_blocks(net: nn.Module) -> list[nn.Module]:
 class FinetuneEngine(Engine):
     """:class:`Engine` on images through a pretrained backbone, its last blocks trained."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        items: ItemTable,
-        ctx: ddp.DistContext | None,
-        checkpoint: dict[str, Any] | None,
-        net: nn.Module,
-        dim: int,
-        spec: InputSpec,
-    ) -> None:
+    def __init__(self, config: TrainConfig, items: ItemTable, ctx: ddp.DistContext | None,
+                 checkpoint: dict[str, Any] | None, net: nn.Module, dim: int, spec: InputSpec) -> None:
         self.pretrained, self.pretrained_dim, self.input_spec = net, dim, spec
         super().__init__(config, items, ctx, checkpoint)
 
