@@ -188,15 +188,17 @@ def test_answers_beat_augmentation_alone_end_to_end(pg_server: LiveServer, db: S
         def newer(before: int = len(versions(db, with_answers))) -> bool:
             return len(versions(db, with_answers)) > before
 
-        wait_until("a version after the last round", newer, 60, proc, log)
+        wait_until("a version after the last round", newer, 300, proc, log)
         report = simulate(pg_server.url, with_answers, truth,
                           SimConfig(annotators=2, tasks=ANSWERS // ROUNDS, error_rate=0.0, think_ms=0,
                                     retry_rate=0.05, fetch_images=False, seed=100 * SEED + n), accounts)
         assert report.answers == ANSWERS // ROUNDS and not report.errors, report.to_dict()
     answered = time.monotonic()
-    finish(proc, log, timeout=180)
+    # What is asserted is the quality of the result, not the speed: generous limits keep a busy
+    # machine (a few CPU-bound neighbours on 2 cores) from failing it.
+    finish(proc, log, timeout=900)
     trained = time.monotonic()
-    finish(base, base_log, timeout=180)
+    finish(base, base_log, timeout=900)
     print(f"\ntrainer: answers done at {answered - started:.1f}s, trained at {trained - started:.1f}s, "
           f"baseline at {time.monotonic() - started:.1f}s")
 
@@ -288,7 +290,7 @@ def test_kill_9_resumes_at_checkpoint_and_consumes_every_edge_once(
         saved = load_checkpoint(checkpoint)
         return saved is not None and saved["step"] > 0 and saved["edges_consumed"] > 0
 
-    wait_until("a checkpoint with edges", checkpoint_with_edges, 60, first, log)
+    wait_until("a checkpoint with edges", checkpoint_with_edges, 300, first, log)
     time.sleep(0.7)  # somewhere inside a later cycle: rows consumed after the checkpoint are lost with it
     first.send_signal(signal.SIGKILL)
     assert first.wait(timeout=10) == -signal.SIGKILL
@@ -297,14 +299,14 @@ def test_kill_9_resumes_at_checkpoint_and_consumes_every_edge_once(
     step, seen = int(saved["step"]), set(saved["edge_store"]["seen"].tolist())
     assert step > 0 and seen <= edge_row_ids(db, pid)
     answers_at_kill = feeder.answers
-    wait_until("answers while no trainer runs", lambda: feeder.answers >= answers_at_kill + 5, 60)
+    wait_until("answers while no trainer runs", lambda: feeder.answers >= answers_at_kill + 5, 300)
 
     # Restarted with the same checkpoint while the answers still come: it resumes, catches up, and
     # goes on learning from the answers given after the restart.
     second = start_trainer(trainers, pg_server, trainer.token, pid, checkpoint, log, *flags)
-    wait_until("the restarted trainer", lambda: "resumed at step" in log.read_text(), 60, second, log)
+    wait_until("the restarted trainer", lambda: "resumed at step" in log.read_text(), 300, second, log)
     answers_at_restart = feeder.answers
-    wait_until("answers after the restart", lambda: feeder.answers >= answers_at_restart + 10, 60)
+    wait_until("answers after the restart", lambda: feeder.answers >= answers_at_restart + 10, 300)
     feeder.stop.set()
     feeder.join(timeout=30)
     assert feeder.error is None, repr(feeder.error)
@@ -318,7 +320,7 @@ def test_kill_9_resumes_at_checkpoint_and_consumes_every_edge_once(
         return set() if saved is None else set(saved["edge_store"]["seen"].tolist())
 
     try:
-        wait_until("every edge row in a checkpoint", lambda: len(consumed()) >= len(rows), 60, second, log)
+        wait_until("every edge row in a checkpoint", lambda: len(consumed()) >= len(rows), 300, second, log)
     except AssertionError as exc:
         got = consumed()
         raise AssertionError(f"{exc}: {len(rows - got)} rows never consumed (e.g. {sorted(rows - got)[:10]}), "
