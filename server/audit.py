@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pal.core.edges import EdgeKind
 from pal.wire import parse_cursor
 
 
@@ -168,9 +169,9 @@ def check_answer_edges(conn: Connection, pid: int, report: AuditReport) -> dict[
     rows: Counter[int] = Counter()  # rows, not distinct pairs: a duplicated edge counts twice
     for e in conn.execute(sa.text(
             "SELECT id, answer_id, src, dst, sign, kind, retracts_id FROM edges WHERE project_id = :p"), {"p": pid}):
-        if e.kind == "retract":
+        if e.kind == EdgeKind.RETRACT:
             retracted.add(int(e.retracts_id))
-        elif e.kind == "answer" and (e.answer_id is None or e.answer_id not in answers):
+        elif e.kind == EdgeKind.ANSWER and (e.answer_id is None or e.answer_id not in answers):
             orphans.append(e.id)
         elif e.answer_id is not None:
             edges.setdefault(e.answer_id, set()).add((e.src, e.dst, e.sign))

@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
+from pal.core.edges import EdgeKind
 from server.timeutil import utcnow
 
 
@@ -261,7 +262,7 @@ class Edge(Base):
     dst: Mapped[int] = mapped_column(sa.ForeignKey("items.id"))
     sign: Mapped[int] = mapped_column(sa.SmallInteger)
     weight: Mapped[float] = mapped_column(default=1.0)
-    kind: Mapped[str] = mapped_column(sa.String(16), default="answer")
+    kind: Mapped[str] = mapped_column(sa.String(16), default=EdgeKind.ANSWER.value)  # an EdgeKind value
     answer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("answers.id"), nullable=True)
     annotator_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
     retracts_id: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from pal.core.edges import EdgeKind
 from pal.core.known_labels import KNOWN_LABEL_WEIGHT, known_label_pairs
 from server import models
 from server.errors import ApiError
@@ -54,7 +55,7 @@ def add_known_labels(
     now = utcnow()
     added = {item: label for item, label in wanted.items() if item not in stored}
     edges = [{"project_id": project_id, "src": src, "dst": dst, "sign": sign, "weight": KNOWN_LABEL_WEIGHT,
-              "kind": "known", "answer_id": None, "annotator_id": None, "created_at": now}
+              "kind": EdgeKind.KNOWN.value, "answer_id": None, "annotator_id": None, "created_at": now}
              for src, dst, sign in known_label_pairs([(k.item_id, k.label) for k in known], added.items())]
     new_rows = [{"project_id": project_id, "item_id": item, "label": label, "created_by": user_id,
                  "created_at": now} for item, label in added.items()]
