@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 
 from server import models
 from server.config import Settings
-from server.deps import get_project_for
 from server.errors import ApiError
 from server.oracle import OracleContext, TaskSpec, get_oracle
 from server.oracle.base import NoTaskAvailable
+from server.schemas import ClaimReason
 from server.security import new_token
 from server.services.project_state import ProjectState, get_state
+from server.services.projects import get_project_for
 from server.services.tasks import CLAIMABLE_IDS, Lease, issue_task, retry_on_conflict, take_existing_slot
 from server.timeutil import utcnow
 
@@ -36,9 +37,8 @@ def autocommitting(db: Session) -> bool:
     return db.in_transaction() and db.connection().get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
-def claim(db: Session, *, user: models.User, project_id: int, settings: Settings) -> Lease | str:
-    """A lease, or the reason there is none: 'paused', 'budget_exhausted', 'no_items' or 'done'.
-    404 when the caller may not see the project."""
+def claim(db: Session, *, user: models.User, project_id: int, settings: Settings) -> Lease | ClaimReason:
+    """A lease, or the reason there is none. 404 when the caller may not see the project."""
     user_id = user.id
     if autocommitting(db):
         try:
@@ -74,34 +74,34 @@ def _choose(db: Session, project: models.Project, state: ProjectState,
             return "done"
 
 
-def _claim_once(db: Session, *, project: models.Project, user_id: int, settings: Settings) -> Lease | str:
+def _claim_once(db: Session, *, project: models.Project, user_id: int, settings: Settings) -> Lease | ClaimReason:
     db.refresh(project)
     if project.paused:
         db.commit()
-        return "paused"
+        return ClaimReason.PAUSED
     lease = take_existing_slot(db, project_id=project.id, user_id=user_id, lease_seconds=settings.lease_seconds)
     if lease is not None:
         db.commit()
         return lease
     if project.budget_spent >= project.budget_cap:
         db.commit()
-        return "budget_exhausted"
+        return ClaimReason.BUDGET_EXHAUSTED
     db.commit()  # release locks while the oracle thinks
     state = get_state(project.id)
     state.refresh(db, max_age=settings.graph_refresh_seconds)
     db.commit()
     if len(state.item_ids) < 2:
-        return "no_items"
+        return ClaimReason.NO_ITEMS
     chosen = _choose(db, project, state, settings)
     db.commit()
     if isinstance(chosen, str):
-        return chosen
+        return ClaimReason(chosen)
     spec, oracle_name = chosen
     lease = issue_task(db, project=project, spec=spec, oracle=oracle_name, user_id=user_id,
                        lease_seconds=settings.lease_seconds)
     if lease is None:
         db.rollback()
-        return "budget_exhausted"
+        return ClaimReason.BUDGET_EXHAUSTED
     db.commit()
     return lease
 
@@ -226,22 +226,22 @@ def _issue_fast(db: Session, *, project: models.Project, spec: TaskSpec, oracle:
                   candidates=candidates, token=token, expires=expires, user_id=user_id)
 
 
-def _claim_fast(db: Session, *, user: models.User, project_id: int, settings: Settings) -> Lease | str:
+def _claim_fast(db: Session, *, user: models.User, project_id: int, settings: Settings) -> Lease | ClaimReason:
     project, lease = _project_and_slot(db, user=user, project_id=project_id, lease_seconds=settings.lease_seconds)
     user_id = user.id
     if lease is not None:
         return lease
     if project.paused:
-        return "paused"
+        return ClaimReason.PAUSED
     if project.budget_spent >= project.budget_cap:
-        return "budget_exhausted"
+        return ClaimReason.BUDGET_EXHAUSTED
     state = get_state(project.id)
     state.refresh(db, max_age=settings.graph_refresh_seconds)
     if len(state.item_ids) < 2:
-        return "no_items"
+        return ClaimReason.NO_ITEMS
     chosen = _choose(db, project, state, settings)
     if isinstance(chosen, str):
-        return chosen
+        return ClaimReason(chosen)
     spec, oracle_name = chosen
     if project.webhook_url:
         db.close()  # the webhook outbox row must commit with the charge: one ordinary transaction
@@ -249,9 +249,9 @@ def _claim_fast(db: Session, *, user: models.User, project_id: int, settings: Se
                             lease_seconds=settings.lease_seconds)
         if issued is None:
             db.rollback()
-            return "budget_exhausted"
+            return ClaimReason.BUDGET_EXHAUSTED
         db.commit()
         return issued
     issued = _issue_fast(db, project=project, spec=spec, oracle=oracle_name, user_id=user_id,
                          lease_seconds=settings.lease_seconds)
-    return issued if issued is not None else "budget_exhausted"
+    return issued if issued is not None else ClaimReason.BUDGET_EXHAUSTED
