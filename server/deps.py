@@ -195,6 +195,7 @@ def annotator_project(project_id: int, db: DbSession, user: AnnotatorUser) -> mo
 
 # The ``{project_id}`` of the path, for a caller who may see it (404 otherwise). Each takes the same
 # role check as the route's user alias, so a wrong role still answers 403 before the project is read.
+# They are plain ``def``: the lookup is a query on the request's session, so it belongs in a thread.
 ProjectDep = Annotated[models.Project, Depends(visible_project)]
 AdminProject = Annotated[models.Project, Depends(admin_project)]
 TrainerProject = Annotated[models.Project, Depends(trainer_project)]
