@@ -4,9 +4,9 @@ The steps are the same on PostgreSQL and SQLite; only where transactions end dif
 the router puts the request's session in autocommit, so the common claim (a claimable slot) is one
 statement with no BEGIN or COMMIT (``take_slot``, which also checks that the caller may see the
 project and that it is not paused), and reading the project and the graph holds no transaction
-while the oracle thinks. A new task is then issued in one transaction (task, slots, budget charge
-and any webhook event commit together). SQLite, and any session already inside a transaction,
-commit after each step instead."""
+while the oracle thinks. A new task is then issued by one statement, or, for a project with a
+webhook, in one transaction (its budget events commit with the charge). SQLite, and any session
+already inside a transaction, issue in one transaction and commit after each step."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from server.oracle.base import NoTaskAvailable
 from server.schemas import ClaimReason
 from server.services.project_state import ProjectState, get_state
 from server.services.projects import get_project_for
-from server.services.tasks import Lease, issue_task, retry_on_conflict, take_slot
+from server.services.tasks import Lease, issue_task, issue_task_at_once, retry_on_conflict, take_slot
 
 NEEDS_FEATURES = {"active", "uncertainty"}
 
@@ -97,11 +97,15 @@ def _claim_once(db: Session, *, user: models.User, project_id: int, settings: Se
 
 def _issue(db: Session, *, project: models.Project, spec: TaskSpec, oracle: str, user_id: int,
            lease_seconds: int) -> Lease | ClaimReason:
-    """``issue_task`` in one transaction: the task, its slots, the charge and any webhook event
-    commit together. In autocommit the transaction is opened on the session's own connection:
+    """A new task, its slots and the charge, committed together (with any webhook event). In
+    autocommit the transaction of a webhook project is opened on the session's own connection:
     giving it back to the pool first would let the next request in line take it meanwhile, and a
     burst bigger than the pool would then wait for this claim instead of being refused at once."""
     explicit = autocommitting(db)
+    if explicit and not project.webhook_url:
+        issued = issue_task_at_once(db, project=project, spec=spec, oracle=oracle, user_id=user_id,
+                                    lease_seconds=lease_seconds)
+        return issued if issued is not None else ClaimReason.BUDGET_EXHAUSTED
     if explicit:
         db.connection().exec_driver_sql("BEGIN")
     try:
