@@ -126,7 +126,7 @@ def start_server(database_url: str, workdir: Path, env: dict[str, str] | None = 
 def bootstrap_admin(database_url: str, email: str = "bench-admin@pal.invalid") -> str:
     """Create the admin account and return a fresh API token for it."""
     from server.admin import ensure_user
-    from server.routers.users import create_token
+    from server.services.users import create_token
 
     engine = sa.create_engine(database_url)
     try:

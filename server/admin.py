@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 
 from server import models
 from server.errors import ApiError
-from server.routers.projects import create_project
-from server.routers.users import create_token
 from server.schemas import ProjectCreate
 from server.security import hash_password
 from server.services import imports
+from server.services.projects import create_project
+from server.services.users import create_token
 
 
 def ensure_user(db: Session, *, email: str, role: str, password: str | None, name: str = "") -> models.User:

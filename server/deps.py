@@ -1,4 +1,5 @@
-"""Request dependencies as ``Annotated`` aliases: the database session, the caller, role checks.
+"""Request dependencies as ``Annotated`` aliases: the database session, the caller, role checks,
+the project of the path.
 
 A caller authenticates with ``Authorization: Bearer <token>`` (scripts, the trainer) or with the
 session cookie (browser). Cookie-authenticated requests that change state must carry the
@@ -31,6 +32,7 @@ from server.config import Settings, get_settings
 from server.db import get_autocommit_sessionmaker, get_db, get_loop_reader
 from server.errors import ApiError
 from server.security import constant_time_equal, hash_token
+from server.services import projects
 from server.timeutil import as_utc, utcnow
 
 SESSION_COOKIE = "pal_session"
@@ -175,16 +177,26 @@ AnnotatorUser = Annotated[models.User, Depends(require_roles("annotator", "admin
 TrainerUser = Annotated[models.User, Depends(require_roles("trainer", "admin"))]
 
 
-def get_project_for(db: Session, user: models.User, project_id: int) -> models.Project:
-    """The project, if the caller may see it: admins and trainers see all, annotators their own.
-    Unknown and forbidden projects both answer 404 so ids cannot be probed. One query."""
-    member = (
-        sa.exists().where(models.ProjectMember.project_id == models.Project.id,
-                          models.ProjectMember.user_id == user.id)
-        if user.role == "annotator" else sa.true()
-    )
-    row = db.execute(sa.select(models.Project, member.label("member")).where(models.Project.id == project_id)).first()
-    if row is None or not row.member:
-        raise ApiError(404, "not_found", f"project {project_id} not found", field="project_id")
-    project: models.Project = row[0]
-    return project
+def visible_project(project_id: int, db: DbSession, user: CurrentUser) -> models.Project:
+    return projects.get_project_for(db, user, project_id)
+
+
+def admin_project(project_id: int, db: DbSession, user: AdminUser) -> models.Project:
+    return projects.get_project_for(db, user, project_id)
+
+
+def trainer_project(project_id: int, db: DbSession, user: TrainerUser) -> models.Project:
+    return projects.get_project_for(db, user, project_id)
+
+
+def annotator_project(project_id: int, db: DbSession, user: AnnotatorUser) -> models.Project:
+    return projects.get_project_for(db, user, project_id)
+
+
+# The ``{project_id}`` of the path, for a caller who may see it (404 otherwise). Each takes the same
+# role check as the route's user alias, so a wrong role still answers 403 before the project is read.
+# They are plain ``def``: the lookup is a query on the request's session, so it belongs in a thread.
+ProjectDep = Annotated[models.Project, Depends(visible_project)]
+AdminProject = Annotated[models.Project, Depends(admin_project)]
+TrainerProject = Annotated[models.Project, Depends(trainer_project)]
+AnnotatorProject = Annotated[models.Project, Depends(annotator_project)]

@@ -30,7 +30,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -208,58 +208,84 @@ class DatabaseCollector(Collector):
             db.rollback()
 
 
-def _by_project(rows: Any) -> dict[int, Any]:
-    return {int(r[0]): r for r in rows}
+def _per_project(family: GaugeMetricFamily | CounterMetricFamily, project_ids: list[int],
+                 values: Mapping[int, float]) -> Metric:
+    for pid in project_ids:
+        family.add_metric([str(pid)], values.get(pid, 0))
+    return family
 
 
-def database_metrics(db: sa.orm.Session) -> list[Metric]:
-    M = models
-    projects = db.execute(
-        sa.select(M.Project.id, M.Project.budget_spent, M.Project.budget_cap, M.Project.paused)
-    ).all()
-    answers = _by_project(db.execute(
-        sa.select(M.Answer.project_id, sa.func.count(), sa.func.count(M.Answer.undone_at)).group_by(M.Answer.project_id)
-    ))
-    tasks = _by_project(db.execute(
-        sa.select(M.Task.project_id, sa.func.count()).group_by(M.Task.project_id)
-    ))
-    edges = db.execute(
-        sa.select(M.Edge.project_id, M.Edge.kind, sa.func.count()).group_by(M.Edge.project_id, M.Edge.kind)
-    ).all()
-    reclaims = _by_project(db.execute(
-        sa.select(M.Assignment.project_id, sa.func.coalesce(sa.func.sum(M.Assignment.leases_issued - 1), 0))
-        .where(M.Assignment.leases_issued > 1).group_by(M.Assignment.project_id)
-    ))
-    now = utcnow()
-    expired = _by_project(db.execute(
-        sa.select(M.Assignment.project_id, sa.func.count())
-        .where(M.Assignment.status == "leased", M.Assignment.lease_expires_at < now)
-        .group_by(M.Assignment.project_id)
-    ))
-    newest = db.execute(
-        sa.select(M.EmbeddingVersion.project_id, M.EmbeddingVersion.version, M.EmbeddingVersion.metrics,
-                  M.EmbeddingVersion.created_at)
-        .where(M.EmbeddingVersion.id.in_(
-            sa.select(sa.func.max(M.EmbeddingVersion.id)).group_by(M.EmbeddingVersion.project_id)
-        ))
-    ).all()
-    outbox = db.execute(
-        sa.select(M.WebhookEvent.project_id, M.WebhookEvent.status, sa.func.count())
-        .group_by(M.WebhookEvent.project_id, M.WebhookEvent.status)
-    ).all()
+def _counts(db: sa.orm.Session, query: sa.Executable) -> dict[int, int]:
+    """``{project_id: n}`` from a query of (project id, count) rows."""
+    return {int(pid): int(n) for pid, n in db.execute(query)}
 
+
+def _budget_metrics(projects: Sequence[Any]) -> list[Metric]:
     budget_spent = GaugeMetricFamily("pal_budget_spent", "Tasks charged to the project's budget.", labels=["project"])
     budget_cap = GaugeMetricFamily("pal_budget_cap", "The project's label budget (tasks).", labels=["project"])
     paused = GaugeMetricFamily("pal_project_paused", "1 when the project is paused.", labels=["project"])
-    answers_total = CounterMetricFamily("pal_answers", "Answers stored (undone ones included).", labels=["project"])
-    undone_total = CounterMetricFamily("pal_answers_undone", "Answers undone by their annotator.", labels=["project"])
-    tasks_total = CounterMetricFamily("pal_tasks", "Tasks issued.", labels=["project"])
+    for pid, spent, cap, is_paused in projects:
+        budget_spent.add_metric([str(pid)], spent)
+        budget_cap.add_metric([str(pid)], cap)
+        paused.add_metric([str(pid)], 1 if is_paused else 0)
+    return [budget_spent, budget_cap, paused]
+
+
+def _work_metrics(db: sa.orm.Session, project_ids: list[int]) -> list[Metric]:
+    """Answers (and how many were undone) and tasks issued."""
+    M = models
+    answers = db.execute(
+        sa.select(M.Answer.project_id, sa.func.count(), sa.func.count(M.Answer.undone_at)).group_by(M.Answer.project_id)
+    ).all()
+    tasks = _counts(db, sa.select(M.Task.project_id, sa.func.count()).group_by(M.Task.project_id))
+    return [
+        _per_project(CounterMetricFamily("pal_answers", "Answers stored (undone ones included).", labels=["project"]),
+                     project_ids, {int(pid): int(n) for pid, n, _undone in answers}),
+        _per_project(CounterMetricFamily("pal_answers_undone", "Answers undone by their annotator.",
+                                         labels=["project"]),
+                     project_ids, {int(pid): int(undone) for pid, _n, undone in answers}),
+        _per_project(CounterMetricFamily("pal_tasks", "Tasks issued.", labels=["project"]), project_ids, tasks),
+    ]
+
+
+def _edge_metrics(db: sa.orm.Session) -> tuple[Metric, dict[int, int]]:
+    """Edges by project and kind, and each project's total (the trainer lag of a project without
+    an embedding version)."""
     edges_total = CounterMetricFamily("pal_edges", "Edges stored, by kind (answer, retract).",
                                       labels=["project", "kind"])
-    reclaim_total = CounterMetricFamily(
-        "pal_lease_reclaims", "Slots whose lease expired and that a later claim took again.", labels=["project"])
-    expired_now = GaugeMetricFamily("pal_leases_expired", "Leased slots past their lease, not yet reclaimed.",
-                                    labels=["project"])
+    totals: dict[int, int] = {}
+    for pid, kind, count in db.execute(
+        sa.select(models.Edge.project_id, models.Edge.kind, sa.func.count())
+        .group_by(models.Edge.project_id, models.Edge.kind)
+    ):
+        edges_total.add_metric([str(pid), kind], int(count))
+        totals[int(pid)] = totals.get(int(pid), 0) + int(count)
+    return edges_total, totals
+
+
+def _lease_metrics(db: sa.orm.Session, project_ids: list[int], now: datetime) -> list[Metric]:
+    A = models.Assignment
+    reclaims = _counts(db, sa.select(A.project_id, sa.func.coalesce(sa.func.sum(A.leases_issued - 1), 0))
+                       .where(A.leases_issued > 1).group_by(A.project_id))
+    expired = _counts(db, sa.select(A.project_id, sa.func.count())
+                      .where(A.status == "leased", A.lease_expires_at < now).group_by(A.project_id))
+    return [
+        _per_project(CounterMetricFamily("pal_lease_reclaims",
+                                         "Slots whose lease expired and that a later claim took again.",
+                                         labels=["project"]), project_ids, reclaims),
+        _per_project(GaugeMetricFamily("pal_leases_expired", "Leased slots past their lease, not yet reclaimed.",
+                                       labels=["project"]), project_ids, expired),
+    ]
+
+
+def _embedding_metrics(db: sa.orm.Session, project_ids: list[int], edge_totals: dict[int, int],
+                       now: datetime) -> list[Metric]:
+    """The newest embedding version of each project, its age, and the edges it has not seen."""
+    ev = models.EmbeddingVersion
+    newest = {int(r.project_id): r for r in db.execute(
+        sa.select(ev.project_id, ev.version, ev.metrics, ev.created_at)
+        .where(ev.id.in_(sa.select(sa.func.max(ev.id)).group_by(ev.project_id)))
+    )}
     version_g = GaugeMetricFamily("pal_embedding_version", "Newest embedding version number.", labels=["project"])
     age_g = GaugeMetricFamily("pal_embedding_age_seconds", "Seconds since the newest embedding version.",
                               labels=["project"])
@@ -267,35 +293,38 @@ def database_metrics(db: sa.orm.Session) -> list[Metric]:
         "pal_trainer_lag_edges",
         "Edges the trainer has not consumed: edges after the newest version's cursor (all edges before any).",
         labels=["project"])
+    for pid in project_ids:
+        version = newest.get(pid)
+        if version is not None:
+            version_g.add_metric([str(pid)], version.version)
+            age_g.add_metric([str(pid)], max((now - as_utc(version.created_at)).total_seconds(), 0.0))
+        lag = trainer_lag(db, project_id=pid, newest_metrics=version.metrics if version else None,
+                          total_edges=edge_totals.get(pid, 0))
+        lag_g.add_metric([str(pid)], lag)
+    return [version_g, age_g, lag_g]
+
+
+def _outbox_metrics(db: sa.orm.Session) -> Metric:
     outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed).",
                                  labels=["project", "status"])
-
-    edge_counts: dict[int, int] = {}
-    for pid, kind, count in edges:
-        edges_total.add_metric([str(pid), kind], int(count))
-        edge_counts[int(pid)] = edge_counts.get(int(pid), 0) + int(count)
-    newest_by_project = {int(r.project_id): r for r in newest}
-    for pid, spent, cap, is_paused in projects:
-        p = str(pid)
-        budget_spent.add_metric([p], spent)
-        budget_cap.add_metric([p], cap)
-        paused.add_metric([p], 1 if is_paused else 0)
-        a = answers.get(pid)
-        answers_total.add_metric([p], int(a[1]) if a else 0)
-        undone_total.add_metric([p], int(a[2]) if a else 0)
-        tasks_total.add_metric([p], int(tasks[pid][1]) if pid in tasks else 0)
-        reclaim_total.add_metric([p], int(reclaims[pid][1]) if pid in reclaims else 0)
-        expired_now.add_metric([p], int(expired[pid][1]) if pid in expired else 0)
-        version = newest_by_project.get(pid)
-        if version is not None:
-            version_g.add_metric([p], version.version)
-            age_g.add_metric([p], max((now - as_utc(version.created_at)).total_seconds(), 0.0))
-        lag_g.add_metric([p], trainer_lag(db, project_id=pid, newest_metrics=version.metrics if version else None,
-                                          total_edges=edge_counts.get(pid, 0)))
-    for pid, status, count in outbox:
+    for pid, status, count in db.execute(
+        sa.select(models.WebhookEvent.project_id, models.WebhookEvent.status, sa.func.count())
+        .group_by(models.WebhookEvent.project_id, models.WebhookEvent.status)
+    ):
         outbox_g.add_metric([str(pid), status], int(count))
-    return [budget_spent, budget_cap, paused, answers_total, undone_total, tasks_total, edges_total, reclaim_total,
-            expired_now, version_g, age_g, lag_g, outbox_g]
+    return outbox_g
+
+
+def database_metrics(db: sa.orm.Session) -> list[Metric]:
+    now = utcnow()
+    projects = db.execute(
+        sa.select(models.Project.id, models.Project.budget_spent, models.Project.budget_cap, models.Project.paused)
+    ).all()
+    project_ids = [int(r[0]) for r in projects]
+    edges_total, edge_totals = _edge_metrics(db)
+    return [*_budget_metrics(projects), *_work_metrics(db, project_ids), edges_total,
+            *_lease_metrics(db, project_ids, now), *_embedding_metrics(db, project_ids, edge_totals, now),
+            _outbox_metrics(db)]
 
 
 def trainer_lag(db: sa.orm.Session, *, project_id: int, newest_metrics: dict[str, Any] | None,

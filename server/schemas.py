@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -206,7 +207,13 @@ class TaskPublic(BaseModel):
     question: str
 
 
-ClaimReason = Literal["budget_exhausted", "paused", "no_items", "done"]
+class ClaimReason(str, Enum):
+    """Why a claim returned no task."""
+
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    PAUSED = "paused"
+    NO_ITEMS = "no_items"
+    DONE = "done"
 
 
 class ClaimResult(BaseModel):

@@ -43,7 +43,7 @@ PASSWORD = "correct horse battery"
 
 def make_user(db: Session, role: str, *, password: str | None = PASSWORD) -> Actor:
     from server.admin import ensure_user
-    from server.routers.users import create_token
+    from server.services.users import create_token
 
     email = f"{role}-{uuid.uuid4().hex[:10]}@test.example"
     user = ensure_user(db, email=email, role=role, password=password)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from pal.wire import NPY_MEDIA_TYPE
 from server import models
 from server.db import get_sessionmaker
-from server.deps import AdminUser, DbSession, get_project_for
+from server.deps import AdminProject, DbSession
 from server.errors import ApiError
 from server.services import export
 
@@ -27,17 +27,16 @@ def _attachment(project_id: int, name: str) -> dict[str, str]:
 
 
 @router.get("/edges.csv", response_class=StreamingResponse, responses={200: {"content": {"text/csv": {}}}})
-def edges_csv(project_id: int, db: DbSession, user: AdminUser) -> StreamingResponse:
+def edges_csv(project: AdminProject, db: DbSession) -> StreamingResponse:
     """Every edge up to the moment of the request, streamed in pages (any size of project)."""
-    get_project_for(db, user, project_id)
+    project_id = project.id
     upto = export.max_edge_id(db, project_id)
     db.rollback()  # hold nothing while the client downloads (SQLite: the write lock)
     chunks = export.iter_edges_csv(get_sessionmaker(), project_id=project_id, upto_id=upto)
     return StreamingResponse(chunks, media_type=CSV, headers=_attachment(project_id, "edges.csv"))
 
 
-def _version_or_404(db: DbSession, user: AdminUser, project_id: int) -> models.EmbeddingVersion:
-    project = get_project_for(db, user, project_id)
+def _version_or_404(db: DbSession, project: models.Project) -> models.EmbeddingVersion:
     version = export.current_embedding(db, project)
     if version is None:
         raise ApiError(404, "no_embedding", "the trainer has not published an embedding for this project yet",
@@ -46,34 +45,33 @@ def _version_or_404(db: DbSession, user: AdminUser, project_id: int) -> models.E
 
 
 @router.get("/embeddings.npy", response_class=Response, responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})
-def embeddings_npy(project_id: int, db: DbSession, user: AdminUser) -> Response:
+def embeddings_npy(project: AdminProject, db: DbSession) -> Response:
     """The current embedding, float32 (N, D); row r is item ``embedding_index.csv[r].item_id``."""
-    version = _version_or_404(db, user, project_id)
+    version = _version_or_404(db, project)
     return Response(export.embedding_npy(version), media_type=NPY_MEDIA_TYPE,
-                    headers={**_attachment(project_id, "embeddings.npy"), "X-Embedding-Version": str(version.version)})
+                    headers={**_attachment(project.id, "embeddings.npy"), "X-Embedding-Version": str(version.version)})
 
 
 @router.get("/embedding_index.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def embedding_index_csv(project_id: int, db: DbSession, user: AdminUser) -> Response:
-    version = _version_or_404(db, user, project_id)
+def embedding_index_csv(project: AdminProject, db: DbSession) -> Response:
+    version = _version_or_404(db, project)
     body, _rows = export.embedding_index_csv(db, version)
     return Response(body, media_type=CSV,
-                    headers={**_attachment(project_id, "embedding_index.csv"),
+                    headers={**_attachment(project.id, "embedding_index.csv"),
                              "X-Embedding-Version": str(version.version)})
 
 
 @router.get("/clusters.csv", response_class=Response, responses={200: {"content": {"text/csv": {}}}})
-def clusters_csv(project_id: int, db: DbSession, user: AdminUser) -> Response:
+def clusters_csv(project: AdminProject, db: DbSession) -> Response:
     """Every item's cluster: known graph clusters first, the rest by the embedding's neighbours."""
-    get_project_for(db, user, project_id)
-    body, _rows = export.clusters_csv(db, project_id)
-    return Response(body, media_type=CSV, headers=_attachment(project_id, "clusters.csv"))
+    body, _rows = export.clusters_csv(db, project.id)
+    return Response(body, media_type=CSV, headers=_attachment(project.id, "clusters.csv"))
 
 
 @router.get("/manifest.json", response_class=Response, responses={200: {"content": {"application/json": {}}}})
-def manifest(project_id: int, db: DbSession, user: AdminUser) -> Response:
+def manifest(project: AdminProject, db: DbSession) -> Response:
     """Settings, counts, embedding version and each file's size and sha256, as they are now."""
-    get_project_for(db, user, project_id)
+    project_id = project.id
     db.rollback()
 
     def discard(_name: str, chunks: Iterator[bytes]) -> None:

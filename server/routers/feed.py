@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from pal.wire import NPY_MEDIA_TYPE, START_CURSOR
 from server import models
-from server.deps import DbSession, SettingsDep, TrainerUser, get_project_for
+from server.deps import DbSession, SettingsDep, TrainerProject
 from server.errors import ApiError
 from server.schemas import EdgePage, EmbeddingMeta, EmbeddingPublic
 from server.services.edges import edge_page
@@ -22,14 +22,13 @@ router = APIRouter(tags=["trainer feed"])
 
 @router.get("/projects/{project_id}/edges", response_model=EdgePage)
 def edges(
-    project_id: int, db: DbSession, user: TrainerUser,
+    project: TrainerProject, db: DbSession,
     cursor: Annotated[str, Query(max_length=60, pattern=r"^\d{1,20}:\d{1,20}$")] = START_CURSOR,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 5000,
 ) -> EdgePage:
     """A page of committed edges after ``cursor``, in commit order; pass ``next_cursor`` back.
     ``kind='retract'`` rows withdraw edge ``retracts_id`` (an undone answer)."""
-    get_project_for(db, user, project_id)
-    page, next_cursor, has_more = edge_page(db, project_id=project_id, cursor=cursor, limit=limit)
+    page, next_cursor, has_more = edge_page(db, project_id=project.id, cursor=cursor, limit=limit)
     return EdgePage(edges=page, next_cursor=next_cursor, has_more=has_more)
 
 
@@ -42,15 +41,14 @@ async def _read_limited(upload: UploadFile, limit: int, field: str) -> bytes:
 
 @router.post("/projects/{project_id}/embeddings", response_model=EmbeddingPublic, status_code=201)
 async def upload_embedding(
-    project_id: int,
+    project: TrainerProject,
     meta: Annotated[str, Form(description="JSON: step, edges_seen, cursor, metrics")],
     item_ids: Annotated[UploadFile, File(description=".npy int64 (N,)")],
     vectors: Annotated[UploadFile, File(description=".npy float32 (N, D), rows follow item_ids")],
-    db: DbSession, user: TrainerUser, settings: SettingsDep,
+    db: DbSession, settings: SettingsDep,
 ) -> models.EmbeddingVersion:
     from starlette.concurrency import run_in_threadpool
 
-    project = await run_in_threadpool(get_project_for, db, user, project_id)
     try:
         parsed = EmbeddingMeta.model_validate(json.loads(meta))
     except (json.JSONDecodeError, ValidationError) as exc:
@@ -62,27 +60,25 @@ async def upload_embedding(
 
 
 @router.get("/projects/{project_id}/embeddings", response_model=list[EmbeddingPublic])
-def list_embeddings(project_id: int, db: DbSession, user: TrainerUser) -> list[models.EmbeddingVersion]:
-    get_project_for(db, user, project_id)
+def list_embeddings(project: TrainerProject, db: DbSession) -> list[models.EmbeddingVersion]:
     return list(db.execute(
-        sa.select(models.EmbeddingVersion).where(models.EmbeddingVersion.project_id == project_id)
+        sa.select(models.EmbeddingVersion).where(models.EmbeddingVersion.project_id == project.id)
         .order_by(models.EmbeddingVersion.version)
     ).scalars())
 
 
 @router.get("/projects/{project_id}/embeddings/current/vectors", responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})
-def current_vectors(project_id: int, db: DbSession, user: TrainerUser) -> Response:
+def current_vectors(project: TrainerProject, db: DbSession) -> Response:
     """The current version's vectors (.npy float32 (N, D)); item ids in ``.../current/item_ids``."""
-    return _current_blob(db, user, project_id, "vectors")
+    return _current_blob(db, project, "vectors")
 
 
 @router.get("/projects/{project_id}/embeddings/current/item_ids", responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})
-def current_item_ids(project_id: int, db: DbSession, user: TrainerUser) -> Response:
-    return _current_blob(db, user, project_id, "item_ids")
+def current_item_ids(project: TrainerProject, db: DbSession) -> Response:
+    return _current_blob(db, project, "item_ids")
 
 
-def _current_blob(db: DbSession, user: models.User, project_id: int, which: str) -> Response:
-    project = get_project_for(db, user, project_id)
+def _current_blob(db: DbSession, project: models.Project, which: str) -> Response:
     if project.current_embedding_id is None:
         raise ApiError(404, "no_embedding", "the trainer has not published an embedding yet")
     version = db.get(models.EmbeddingVersion, project.current_embedding_id)

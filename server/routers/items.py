@@ -10,10 +10,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from pal.wire import NEXT_AFTER_HEADER, NPZ_MEDIA_TYPE, encode_pixels
 from server import models
-from server.deps import CurrentUser, DbSession, TrainerUser, get_project_for
+from server.deps import CurrentUser, DbSession, TrainerProject
 from server.errors import ApiError
 from server.schemas import ItemPage, ItemPublic
 from server.services.images import load_pixels, thumbnail
+from server.services.projects import get_project_for
 
 router = APIRouter(tags=["items"])
 
@@ -41,12 +42,11 @@ def image(
 
 @router.get("/projects/{project_id}/items", response_model=ItemPage)
 def list_items(
-    project_id: int, db: DbSession, user: TrainerUser,
+    project: TrainerProject, db: DbSession,
     after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> ItemPage:
-    get_project_for(db, user, project_id)
     rows = db.execute(
-        sa.select(models.Item).where(models.Item.project_id == project_id, models.Item.id > after)
+        sa.select(models.Item).where(models.Item.project_id == project.id, models.Item.id > after)
         .order_by(models.Item.id).limit(limit + 1)
     ).scalars().all()
     more = len(rows) > limit
@@ -57,13 +57,13 @@ def list_items(
 
 @router.get("/projects/{project_id}/items/pixels", responses={200: {"content": {NPZ_MEDIA_TYPE: {}}}})
 def pixels(
-    project_id: int, db: DbSession, user: TrainerUser,
+    project: TrainerProject, db: DbSession,
     after: Annotated[int, Query(ge=0)] = 0, limit: Annotated[int, Query(ge=1, le=20_000)] = 2000,
     size: Annotated[int | None, Query(ge=8, le=512, description="Resize every image to size x size")] = None,
     channels: Annotated[int | None, Query(ge=1, le=3, description="1 (grayscale) or 3 (RGB)")] = None,
 ) -> Response:
     """Pixels in bulk as an .npz (``ids`` int64 (n,), ``images`` uint8 (n, H, W, C))."""
-    get_project_for(db, user, project_id)
+    project_id = project.id
     if channels not in (None, 1, 3):
         raise ApiError(422, "invalid_channels", "channels must be 1 or 3", field="channels")
     if channels is None:

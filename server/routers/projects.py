@@ -14,7 +14,7 @@ from fastapi import APIRouter, File, Request, UploadFile
 from sqlalchemy.orm import Session
 
 from server import models
-from server.deps import AdminUser, CurrentUser, DbSession, SettingsDep, get_project_for
+from server.deps import AdminProject, AdminUser, CurrentUser, DbSession, ProjectDep, SettingsDep
 from server.errors import ApiError
 from server.schemas import (
     ImportFromPath,
@@ -28,18 +28,10 @@ from server.schemas import (
 )
 from server.security import hash_token, new_token
 from server.services import imports
+from server.services.projects import create_project
 from server.timeutil import utcnow
 
 router = APIRouter(prefix="/projects", tags=["projects"])
-
-
-def create_project(db: Session, body: ProjectCreate) -> models.Project:
-    if db.execute(sa.select(models.Project.id).where(models.Project.name == body.name)).first():
-        raise ApiError(409, "name_taken", f"a project named {body.name!r} exists", field="name")
-    project = models.Project(**body.model_dump())
-    db.add(project)
-    db.commit()
-    return project
 
 
 @router.post("", response_model=ProjectPublic, status_code=201)
@@ -59,16 +51,14 @@ def list_projects(db: DbSession, user: CurrentUser) -> Any:
 
 
 @router.get("/{project_id}", response_model=ProjectPublic | ProjectAnnotatorView)
-def read(project_id: int, db: DbSession, user: CurrentUser) -> Any:
-    project = get_project_for(db, user, project_id)
+def read(project: ProjectDep, user: CurrentUser) -> Any:
     if user.role == "annotator":
         return ProjectAnnotatorView.model_validate(project)
     return ProjectPublic.model_validate(project)
 
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
-def update(project_id: int, body: ProjectUpdate, db: DbSession, user: AdminUser) -> models.Project:
-    project = get_project_for(db, user, project_id)
+def update(project: AdminProject, body: ProjectUpdate, db: DbSession) -> models.Project:
     changes = body.model_dump(exclude_unset=True)
     if "budget_cap" in changes and changes["budget_cap"] is not None and changes["budget_cap"] < project.budget_spent:
         raise ApiError(422, "budget_below_spent",
@@ -87,24 +77,23 @@ def update(project_id: int, body: ProjectUpdate, db: DbSession, user: AdminUser)
 
 
 @router.post("/{project_id}/invites", response_model=InvitePublic, status_code=201)
-def invite(project_id: int, body: InviteCreate, request: Request, db: DbSession, user: AdminUser) -> InvitePublic:
-    get_project_for(db, user, project_id)
+def invite(project: AdminProject, body: InviteCreate, request: Request, db: DbSession,
+           user: AdminUser) -> InvitePublic:
     token = new_token()
-    row = models.Invite(token_hash=hash_token(token), project_id=project_id, email=body.email, created_by=user.id,
+    row = models.Invite(token_hash=hash_token(token), project_id=project.id, email=body.email, created_by=user.id,
                         expires_at=utcnow() + timedelta(hours=body.expires_hours))
     db.add(row)
     db.commit()
     url = str(request.base_url).rstrip("/") + f"/login?invite={token}"
-    return InvitePublic(id=row.id, project_id=project_id, token=token, url=url, expires_at=row.expires_at)
+    return InvitePublic(id=row.id, project_id=project.id, token=token, url=url, expires_at=row.expires_at)
 
 
 @router.post("/{project_id}/members/{user_id}", status_code=204)
-def add_member(project_id: int, user_id: int, db: DbSession, user: AdminUser) -> None:
-    get_project_for(db, user, project_id)
+def add_member(project: AdminProject, user_id: int, db: DbSession) -> None:
     if db.get(models.User, user_id) is None:
         raise ApiError(404, "not_found", f"user {user_id} not found", field="user_id")
-    if db.get(models.ProjectMember, (project_id, user_id)) is None:
-        db.add(models.ProjectMember(project_id=project_id, user_id=user_id))
+    if db.get(models.ProjectMember, (project.id, user_id)) is None:
+        db.add(models.ProjectMember(project_id=project.id, user_id=user_id))
         db.commit()
 
 
@@ -115,10 +104,10 @@ def _report(db: Session, project_id: int, result: imports.ImportResult) -> Impor
 
 @router.post("/{project_id}/imports", response_model=ImportReport, status_code=201)
 def import_upload(
-    project_id: int, file: Annotated[UploadFile, File(description=".npz, .zip of an image folder, or one image")],
-    db: DbSession, user: AdminUser, settings: SettingsDep,
+    project: AdminProject, file: Annotated[UploadFile, File(description=".npz, .zip of an image folder, or one image")],
+    db: DbSession, settings: SettingsDep,
 ) -> ImportReport:
-    get_project_for(db, user, project_id)
+    project_id = project.id
     limit = settings.max_upload_mb * 1024 * 1024
     with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as tmp:
         size = 0
@@ -151,10 +140,9 @@ def import_upload(
 
 
 @router.post("/{project_id}/imports/path", response_model=ImportReport, status_code=201)
-def import_path(project_id: int, body: ImportFromPath, db: DbSession, user: AdminUser,
-                settings: SettingsDep) -> ImportReport:
+def import_path(project: AdminProject, body: ImportFromPath, db: DbSession, settings: SettingsDep) -> ImportReport:
     """Import a folder or manifest that already lies on the server, below ``PAL_IMPORT_ROOT``."""
-    get_project_for(db, user, project_id)
+    project_id = project.id
     if settings.import_root is None:
         raise ApiError(403, "imports_disabled", "server-side imports are off (set PAL_IMPORT_ROOT)", field="path")
     root = settings.import_root.resolve()

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Response
 
 from server import models
 from server.db import use_autocommit
-from server.deps import AnnotatorUser, DbSession, SettingsDep, get_project_for
-from server.schemas import AnswerCreate, AnswerPublic, ClaimResult, LeaseRenew, TaskPublic, UndoResult
+from server.deps import AnnotatorProject, AnnotatorUser, DbSession, SettingsDep
+from server.schemas import AnswerCreate, AnswerPublic, ClaimReason, ClaimResult, LeaseRenew, TaskPublic, UndoResult
 from server.services import answers as answer_service
 from server.services import tasks as task_service
 from server.services.claims import claim
@@ -17,9 +17,9 @@ from server.timeutil import utcnow
 router = APIRouter(tags=["tasks"])
 
 REASONS = {
-    "paused": "This project is paused. Thank you, please come back later.",
-    "budget_exhausted": "The label budget of this project is spent. Thank you for your answers!",
-    "no_items": "This project has no images yet.",
+    ClaimReason.PAUSED: "This project is paused. Thank you, please come back later.",
+    ClaimReason.BUDGET_EXHAUSTED: "The label budget of this project is spent. Thank you for your answers!",
+    ClaimReason.NO_ITEMS: "This project has no images yet.",
 }
 
 
@@ -36,16 +36,15 @@ def task_public(lease: task_service.Lease) -> TaskPublic:
 def claim_task(project_id: int, db: DbSession, user: AnnotatorUser, settings: SettingsDep) -> ClaimResult:
     use_autocommit(db)  # PostgreSQL: each step of a claim is one statement (server/services/claims.py)
     result = claim(db, user=user, project_id=project_id, settings=settings)
-    if isinstance(result, str):
-        return ClaimResult(task=None, reason=result, message=REASONS.get(result))  # type: ignore[arg-type]
+    if isinstance(result, ClaimReason):
+        return ClaimResult(task=None, reason=result, message=REASONS.get(result))
     return ClaimResult(task=task_public(result))
 
 
 @router.get("/projects/{project_id}/tasks/mine", response_model=list[TaskPublic])
-def my_tasks(project_id: int, db: DbSession, user: AnnotatorUser) -> list[TaskPublic]:
+def my_tasks(project: AnnotatorProject, db: DbSession, user: AnnotatorUser) -> list[TaskPublic]:
     """Leases the caller still holds (a reloaded page resumes them)."""
-    get_project_for(db, user, project_id)
-    return [task_public(lease) for lease in task_service.held_leases(db, project_id=project_id, user_id=user.id)]
+    return [task_public(lease) for lease in task_service.held_leases(db, project_id=project.id, user_id=user.id)]
 
 
 @router.post("/tasks/{task_id}/lease", response_model=TaskPublic)
@@ -76,12 +75,11 @@ def undo(answer_id: int, db: DbSession, user: AnnotatorUser, settings: SettingsD
 
 
 @router.get("/projects/{project_id}/me", response_model=dict[str, int])
-def my_counts(project_id: int, db: DbSession, user: AnnotatorUser) -> dict[str, int]:
+def my_counts(project: AnnotatorProject, db: DbSession, user: AnnotatorUser) -> dict[str, int]:
     """The caller's own answers in this project: today (UTC) and in all."""
-    get_project_for(db, user, project_id)
     start = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
     base = sa.select(sa.func.count()).select_from(models.Answer).where(
-        models.Answer.project_id == project_id, models.Answer.annotator_id == user.id,
+        models.Answer.project_id == project.id, models.Answer.annotator_id == user.id,
         models.Answer.undone_at.is_(None),
     )
     today = db.scalar(base.where(models.Answer.created_at >= start)) or 0

@@ -9,7 +9,8 @@ from server import models
 from server.deps import AdminUser, DbSession
 from server.errors import ApiError
 from server.schemas import TokenCreate, TokenCreated, TokenPublic, UserCreate, UserPublic
-from server.security import hash_password, hash_token, new_token
+from server.security import hash_password
+from server.services.users import create_token
 from server.timeutil import utcnow
 
 router = APIRouter(tags=["users"])
@@ -33,15 +34,6 @@ def create_user(body: UserCreate, db: DbSession, _admin: AdminUser) -> models.Us
 @router.get("/users", response_model=list[UserPublic])
 def list_users(db: DbSession, _admin: AdminUser) -> list[models.User]:
     return list(db.execute(sa.select(models.User).order_by(models.User.id)).scalars())
-
-
-def create_token(db: DbSession, *, user_id: int, name: str) -> TokenCreated:
-    token = new_token()
-    row = models.ApiToken(user_id=user_id, name=name, token_hash=hash_token(token))
-    db.add(row)
-    db.commit()
-    return TokenCreated(id=row.id, user_id=user_id, name=name, created_at=row.created_at, revoked_at=None,
-                        token=token)
 
 
 @router.post("/users/{user_id}/tokens", response_model=TokenCreated, status_code=201)

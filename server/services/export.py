@@ -36,7 +36,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from pal import __version__
-from pal.core.graph import KnowledgeGraph
 from pal.wire import decode_npy
 from server import models
 from server.services.project_state import get_state
@@ -140,14 +139,6 @@ def embedding_index_csv(db: Session, version: models.EmbeddingVersion) -> tuple[
 
 # --------------------------------------------------------------------------- clusters
 
-def _components_fallback(graph: KnowledgeGraph, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Union-find components only (largest first), for a graph without ``cluster_assignment``."""
-    comps = sorted(graph.components(min_size=2).values(), key=lambda m: (-len(m), min(m)))
-    label_of = {x: c for c, members in enumerate(comps) for x in members}
-    labels = np.asarray([label_of.get(int(x), -1) for x in ids], dtype=np.int64)
-    return labels, (labels >= 0).astype(np.float32)
-
-
 def cluster_table(db: Session, project_id: int) -> list[tuple[int, str, int, float, int]]:
     """(item_id, source, cluster, confidence, known) for every item, from this process's up-to-date
     copy of the knowledge graph and the current embedding."""
@@ -159,10 +150,7 @@ def cluster_table(db: Session, project_id: int) -> list[tuple[int, str, int, flo
         graph = state.graph
         with graph.lock:
             known_items = {x for members in graph.components(min_size=2).values() for x in members}
-            if hasattr(graph, "cluster_assignment"):
-                labels, confidence = graph.cluster_assignment(ids, embedding)
-            else:
-                labels, confidence = _components_fallback(graph, ids)
+            labels, confidence = graph.cluster_assignment(ids, embedding)
     known = np.asarray([int(x) in known_items for x in ids.tolist()], dtype=bool)
     if embedding is not None and len(ids):
         # Items the current version does not cover have zero rows: they cannot vote or be voted for.

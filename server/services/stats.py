@@ -2,8 +2,7 @@
 
 Each figure is one aggregate SQL query (grouped in the database, never a Python loop over answers
 or edges), plus the knowledge graph that the server already keeps up to date per process
-(``server.services.project_state``). The graph's API is read defensively: a figure a graph cannot
-give is reported as None rather than failing the whole request.
+(``server.services.project_state``).
 
 Time buckets are computed on epoch seconds so the same query runs on PostgreSQL and SQLite."""
 
@@ -245,33 +244,13 @@ def _edge_growth(db: Session, project_id: int, now: datetime, dialect: str) -> t
     return points, pos, neg
 
 
-def _graph_figures(state: ProjectState) -> dict[str, Any]:
-    """What the knowledge graph reports; tolerant of a graph without ``stats()``."""
-    graph = state.graph
-    figures: dict[str, Any] = {}
-    stats = getattr(graph, "stats", None)
-    if callable(stats):
-        try:
-            figures.update(stats())
-        except Exception:  # a graph mid-refactor must not take the dashboard down
-            figures = {}
-    if "known_clusters" not in figures:
-        sizes = _cluster_sizes(state)
-        if sizes is not None:
-            ordered = sorted(sizes.values(), reverse=True)
-            figures.update(known_clusters=len(ordered), items_in_clusters=sum(ordered), largest_clusters=ordered[:10])
-    if "contradictions" not in figures and callable(getattr(graph, "contradictions", None)):
-        figures["contradictions"] = len(graph.contradictions())
-    return figures
-
-
 def _opt_int(value: Any) -> int | None:
     return int(value) if isinstance(value, (int, float)) else None
 
 
 def graph_stats(db: Session, state: ProjectState, project_id: int, now: datetime, dialect: str) -> GraphStats:
     growth, pos, neg = _edge_growth(db, project_id, now, dialect)
-    figures = _graph_figures(state)
+    figures = state.graph.stats()
     known = {"edges", "positive_edges", "negative_edges", "items_with_edges", "known_clusters", "items_in_clusters",
              "largest_clusters", "cannot_links", "contradictions"}
     largest = figures.get("largest_clusters") or []
@@ -357,34 +336,15 @@ def project_stats(db: Session, project: models.Project, *, graph_max_age: float 
 # ---------------------------------------------------------------- cluster browser
 
 
-def _cluster_sizes(state: ProjectState) -> dict[int, int] | None:
-    graph = state.graph
-    sizes = getattr(graph, "cluster_sizes", None)
-    if callable(sizes):
-        return {int(k): int(v) for k, v in sizes().items()}
-    components = getattr(graph, "components", None)
-    if callable(components):
-        return {int(k): len(v) for k, v in components().items() if len(v) >= 2}
-    return None
-
-
 def _members(state: ProjectState, item: int) -> list[int]:
-    graph = state.graph
-    members = getattr(graph, "members", None)
-    if callable(members):
-        return sorted(int(m) for m in members(item))
-    find = getattr(graph, "find", None)
-    components = getattr(graph, "components", None)
-    if callable(find) and callable(components):
-        return sorted(int(m) for m in components().get(find(item), [item]))
-    return [item]
+    return sorted(int(m) for m in state.graph.members(item))
 
 
 def cluster_list(db: Session, project_id: int, *, limit: int, sample: int = 4) -> ClusterList:
     state = get_state(project_id)
     state.refresh(db, max_age=0)
     db.commit()
-    sizes = _cluster_sizes(state) or {}
+    sizes = state.graph.cluster_sizes()
     largest = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
     return ClusterList(
         known_clusters=len(sizes),
@@ -403,6 +363,5 @@ def cluster_items(db: Session, project_id: int, *, item: int, offset: int, limit
     if pos >= len(ids) or int(ids[pos]) != item:
         return None
     members = _members(state, item)
-    find = getattr(state.graph, "find", None)
-    root = int(find(item)) if callable(find) else item
+    root = state.graph.find(item)
     return ClusterItems(root=root, size=len(members), offset=offset, limit=limit, items=members[offset:offset + limit])

@@ -1,0 +1,34 @@
+"""Projects: creating one, and who may see which."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from server import models
+from server.errors import ApiError
+from server.schemas import ProjectCreate
+
+
+def create_project(db: Session, body: ProjectCreate) -> models.Project:
+    if db.execute(sa.select(models.Project.id).where(models.Project.name == body.name)).first():
+        raise ApiError(409, "name_taken", f"a project named {body.name!r} exists", field="name")
+    project = models.Project(**body.model_dump())
+    db.add(project)
+    db.commit()
+    return project
+
+
+def get_project_for(db: Session, user: models.User, project_id: int) -> models.Project:
+    """The project, if the caller may see it: admins and trainers see all, annotators their own.
+    Unknown and forbidden projects both answer 404 so ids cannot be probed. One query."""
+    member = (
+        sa.exists().where(models.ProjectMember.project_id == models.Project.id,
+                          models.ProjectMember.user_id == user.id)
+        if user.role == "annotator" else sa.true()
+    )
+    row = db.execute(sa.select(models.Project, member.label("member")).where(models.Project.id == project_id)).first()
+    if row is None or not row.member:
+        raise ApiError(404, "not_found", f"project {project_id} not found", field="project_id")
+    project: models.Project = row[0]
+    return project
