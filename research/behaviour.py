@@ -23,7 +23,7 @@ def trainer_replay(seed: int = 0, steps: int = 12) -> str:
     """A 12-hex-digit hash of the vectors the trainer publishes after ``steps`` steps."""
     import torch
 
-    from research.label_efficiency import register_mlp_backbone
+    from research.mlp import register_mlp_backbone
     from trainer.config import TrainConfig
     from trainer.engine import Engine
     from trainer.items import ItemTable
