@@ -4,7 +4,7 @@ refactor keeps the tag, a change of what PAL asks, exports or learns changes it.
 
 - ``pal.core.replay.fingerprint()``: the grids each oracle chooses and the labels the export gives
   on a fixed stream of noisy answers (about 15 s).
-- :func:`trainer_replay`: the harness's trainer (its ``mlp`` backbone, the VICReg graph loss, the
+- :func:`trainer_replay`: the harness's trainer (the ``mlp`` backbone, the VICReg graph loss, the
   batching of human and augmentation pairs) trained a few steps on seeded images and a fixed edge
   feed; the hash of the vectors it would publish (about 1 s).
 """
@@ -23,13 +23,11 @@ def trainer_replay(seed: int = 0, steps: int = 12) -> str:
     """A 12-hex-digit hash of the vectors the trainer publishes after ``steps`` steps."""
     import torch
 
-    from research.mlp import register_mlp_backbone
     from trainer.config import TrainConfig
     from trainer.engine import Engine
     from trainer.items import ItemTable
     from trainer.loop import train_steps
 
-    register_mlp_backbone()
     rng = np.random.default_rng(seed)
     kinds = rng.integers(0, 4, size=96)
     centres = rng.integers(0, 256, size=(4, 1, 16, 16))

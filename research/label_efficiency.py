@@ -77,7 +77,6 @@ from pal.simulate import (
 )
 from pal.simulate import GroundTruth as SimTruth
 from research.behaviour import behaviour
-from research.mlp import register_mlp_backbone
 
 log = logging.getLogger("research.label_efficiency")
 
@@ -244,7 +243,6 @@ class TrainerDriver:
         from trainer.engine import Engine
         from trainer.items import ItemTable, fetch_items
 
-        register_mlp_backbone()
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.config = TrainConfig(server=server, token=token, project=project, backbone=config.backbone,

@@ -61,6 +61,19 @@ def small_cnn(in_channels: int, image_size: int, width: int = 32) -> tuple[nn.Mo
     return net, 4 * width
 
 
+@register_backbone("mlp")
+def mlp(in_channels: int, image_size: int, width: int = 512, out_dim: int = 256) -> tuple[nn.Module, int]:
+    """Two linear layers on the pixels: about 30 ms per 256-pair step on one CPU core, some 25 times
+    cheaper than the small CNN. For small images and quick experiments (the label-efficiency
+    benchmark trains it, several seeds per strategy)."""
+    net = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * image_size * image_size, width, bias=False), nn.BatchNorm1d(width), nn.ReLU(),
+        nn.Linear(width, out_dim, bias=False), nn.BatchNorm1d(out_dim), nn.ReLU(),
+    )
+    return net, out_dim
+
+
 @register_backbone("resnet18")
 def resnet18_backbone(in_channels: int, image_size: int, small_stem: bool | None = None) -> tuple[nn.Module, int]:
     """torchvision ResNet-18 without its classifier: (B, 512).

@@ -86,7 +86,7 @@ _HELP = {
     "token": "bearer token (default: $PAL_TOKEN)",
     "project": "project id",
     "checkpoint": "checkpoint file; resumed from when it exists",
-    "backbone": "auto, small_cnn, resnet18 (random init), a torchvision model with --weights (resnet50...), "
+    "backbone": "auto, small_cnn, mlp, resnet18 (random init), a torchvision model with --weights (resnet50...), "
     "features (a head on the server's current embedding), timm:NAME or open_clip:ARCH/TAG",
     "weights": "pretrained weights: a torchvision enum name (IMAGENET1K_V2; default DEFAULT) or a local file",
     "weights_cache": "folder of downloaded weights (default: $PAL_DATA_DIR/weights, else var/weights)",

@@ -60,3 +60,10 @@ def test_projector_output_is_not_the_published_feature() -> None:
     model = build_model("small_cnn", 1, 28, proj_dim=128).eval()
     x = torch.randn(4, 1, 28, 28)
     assert not torch.allclose(model.embed(x), model(x))
+
+
+def test_mlp_is_shipped_and_gives_features_and_projections() -> None:
+    model = build_model("mlp", 1, 28, proj_dim=32).eval()
+    with torch.no_grad():
+        assert model.embed(torch.zeros(3, 1, 28, 28)).shape == (3, 256)
+        assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 32)
