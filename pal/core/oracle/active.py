@@ -34,9 +34,9 @@ The reference of a growing grid is the cluster's most typical sampled member, ne
 like the candidates (see :func:`~pal.core.oracle.common.pick_reference`).
 
 Measured: concentric-circles toy (``toy``, 100 draws) below the paper's active curve at every
-checkpoint. Fashion-MNIST 10k with a fixed PCA-64 embedding: ``bench/oracle_experiments*.md``
-(``python -m bench.oracle_experiments``); through the whole system, with the trainer:
-``bench/label_efficiency.md``. With 20% wrong marks the remedy is redundancy (three answers per
+checkpoint. Fashion-MNIST 10k with a fixed PCA-64 embedding: ``research/oracle_experiments*.md``
+(``python -m research.oracle_experiments``); through the whole system, with the trainer:
+``research/label_efficiency.md``. With 20% wrong marks the remedy is redundancy (three answers per
 grid: the graph counts a pair only when 3/4 of its votes agree) plus a few known labels (three
 per class, ``services.known_labels``); the fragment check and the export's use of split votes
 (``pal.core.graph.KnowledgeGraph.cluster_assignment``) recover much of the rest.
