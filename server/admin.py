@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import sqlalchemy as sa
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
@@ -57,14 +56,22 @@ def ensure_project(db: Session, body: ProjectCreate) -> models.Project:
 
 
 def import_path(db: Session, *, project_id: int, path: Path, show_progress: bool = True) -> imports.ImportResult:
-    """Import a folder, a CSV/JSONL manifest or an .npz, with a progress bar."""
+    """Import a folder, a CSV/JSONL manifest or an .npz, with a progress bar. A refused import
+    (stores nothing) exits with its reason on one line."""
+    try:
+        return _import_path(db, project_id=project_id, path=path, show_progress=show_progress)
+    except (imports.ImportFormatError, ValueError) as exc:
+        raise SystemExit(f"{path}: {exc}") from exc
+
+
+def _import_path(db: Session, *, project_id: int, path: Path, show_progress: bool) -> imports.ImportResult:
     result = imports.ImportResult()
     npz = None
     if path.is_dir():
         sources, skipped = imports.folder_sources(path)
         result.skipped.extend(skipped)
     elif path.suffix.lower() == ".npz":
-        npz = np.load(path, allow_pickle=False)
+        npz = imports.open_npz(path)
         sources = imports.npz_sources(npz)
     elif path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
         sources = imports.manifest_sources(path)
