@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from server import models
 from server.errors import ApiError
+from server.passwords import password_problem
 from server.routers.projects import create_project
 from server.routers.users import create_token
 from server.schemas import ProjectCreate
@@ -18,6 +19,11 @@ from server.services import imports
 
 
 def ensure_user(db: Session, *, email: str, role: str, password: str | None, name: str = "") -> models.User:
+    """Create or update a user; a password that breaks the policy exits with the rule on one line."""
+    if password:
+        problem = password_problem(password, email)
+        if problem:
+            raise SystemExit(f"password: {problem}")
     user = db.execute(sa.select(models.User).where(models.User.email == email)).scalar_one_or_none()
     if user is None:
         user = models.User(email=email, name=name, role=role)
