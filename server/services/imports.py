@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from server.services.images import BadImage, DecodedImage, decode_array, decode_
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 BATCH = 500
+WRITE_EVERY_SECONDS = 10.0  # inside the import's one transaction: PostgreSQL ends sessions idle in one for 60 s
 MIB = 1024 * 1024
 CHUNK = MIB
 MAX_LABEL = 200  # models.Item.label
@@ -302,22 +304,25 @@ def import_sources(
     )
     db.commit()
     pending: list[dict[str, object]] = []
-    imported = 0
+    imported, last_write = 0, time.monotonic()
 
     def flush() -> None:
-        nonlocal imported
+        nonlocal imported, last_write
         if pending:
             db.execute(sa.insert(models.Item), pending)
             imported += len(pending)
             pending.clear()
+        else:
+            db.execute(sa.select(1))  # the transaction is busy, not idle
+        last_write = time.monotonic()
 
     try:
         for source in _with_progress(checked, on_progress):
             row = _row(source, project_id, seen, result)
             if row is not None:
                 pending.append(row)
-                if len(pending) >= BATCH:
-                    flush()
+            if len(pending) >= BATCH or time.monotonic() - last_write > WRITE_EVERY_SECONDS:
+                flush()
         flush()
         db.commit()
     except BaseException:

@@ -117,3 +117,25 @@ def test_image_served_with_cache_headers_and_etag(live_server: LiveServer, db: S
     assert first.status_code == 200 and first.headers["content-type"] == "image/png"
     assert "max-age" in first.headers["Cache-Control"]
     assert again.status_code == 304
+
+
+def test_an_import_that_fails_part_way_stores_nothing(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One transaction, even when it writes often (every item here, as a slow import would to keep
+    PostgreSQL from ending a session idle in a transaction)."""
+    monkeypatch.setattr(imports, "WRITE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(imports, "BATCH", 2)
+    pid = make_project(db, n_items=0)
+    images, _ = synthetic_images(7, seed=3)
+
+    def load(i: int) -> imports.DecodedImage:
+        if i == 6:
+            raise imports.ImportFormatError("item 6 is hostile")
+        return imports.decode_array(images[i])
+
+    sources = [imports.Source(name=f"s{i}", load=(lambda i=i: load(i))) for i in range(7)]
+    with pytest.raises(imports.ImportFormatError):
+        imports.import_sources(db, project_id=pid, sources=sources)
+    db.commit()
+    assert db.scalar(sa.select(sa.func.count()).select_from(models.Item).where(models.Item.project_id == pid)) == 0
+    result = imports.import_sources(db, project_id=pid, sources=sources[:6])
+    assert result.imported == 6
