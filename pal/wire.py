@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import io
+import math
+from typing import IO
 
 import numpy as np
 
@@ -39,8 +41,30 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def read_npy_header(fp: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, reading nothing past it (ValueError if there is none)."""
+    version = np.lib.format.read_magic(fp)
+    if version == (1, 0):
+        shape, _fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    else:
+        shape, _fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+    return tuple(int(n) for n in shape), dtype
+
+
+def npy_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
 def decode_npy(data: bytes) -> np.ndarray:
-    arr: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    """ValueError, before anything is allocated, when ``data`` is empty, not a .npy, or holds fewer
+    bytes than its header declares (a few bytes declaring a huge shape)."""
+    buf = io.BytesIO(data)
+    shape, dtype = read_npy_header(buf)
+    declared, held = npy_nbytes(shape, dtype), len(data) - buf.tell()
+    if declared > held:
+        raise ValueError(f"the header declares {dtype} {shape} ({declared} bytes) but {held} bytes follow it")
+    buf.seek(0)
+    arr: np.ndarray = np.load(buf, allow_pickle=False)
     return arr
 
 

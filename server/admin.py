@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import sqlalchemy as sa
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.orm import Session
 
 from server import models
 from server.errors import ApiError
+from server.passwords import password_problem
 from server.schemas import ProjectCreate
 from server.security import hash_password
 from server.services import imports
@@ -19,6 +19,11 @@ from server.services.users import create_token
 
 
 def ensure_user(db: Session, *, email: str, role: str, password: str | None, name: str = "") -> models.User:
+    """Create or update a user; a password that breaks the policy exits with the rule on one line."""
+    if password:
+        problem = password_problem(password, email)
+        if problem:
+            raise SystemExit(f"password: {problem}")
     user = db.execute(sa.select(models.User).where(models.User.email == email)).scalar_one_or_none()
     if user is None:
         user = models.User(email=email, name=name, role=role)
@@ -57,14 +62,22 @@ def ensure_project(db: Session, body: ProjectCreate) -> models.Project:
 
 
 def import_path(db: Session, *, project_id: int, path: Path, show_progress: bool = True) -> imports.ImportResult:
-    """Import a folder, a CSV/JSONL manifest or an .npz, with a progress bar."""
+    """Import a folder, a CSV/JSONL manifest or an .npz, with a progress bar. A refused import
+    (stores nothing) exits with its reason on one line."""
+    try:
+        return _import_path(db, project_id=project_id, path=path, show_progress=show_progress)
+    except (imports.ImportFormatError, ValueError) as exc:
+        raise SystemExit(f"{path}: {exc}") from exc
+
+
+def _import_path(db: Session, *, project_id: int, path: Path, show_progress: bool) -> imports.ImportResult:
     result = imports.ImportResult()
     npz = None
     if path.is_dir():
         sources, skipped = imports.folder_sources(path)
         result.skipped.extend(skipped)
     elif path.suffix.lower() == ".npz":
-        npz = np.load(path, allow_pickle=False)
+        npz = imports.open_npz(path)
         sources = imports.npz_sources(npz)
     elif path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
         sources = imports.manifest_sources(path)

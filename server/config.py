@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=2.0, gt=0, description="Seconds to wait for a connection before 503.")
     statement_timeout_ms: int = Field(default=10_000, ge=0, description="PostgreSQL statement_timeout.")
     max_upload_mb: int = Field(default=512, ge=1, description="Largest accepted upload (imports, embeddings).")
+    max_import_file_mb: int = Field(
+        default=64, ge=1,
+        description="Largest decompressed size of one file inside an uploaded .zip (checked while reading it).",
+    )
+    max_import_total_mb: int = Field(
+        default=1024, ge=1,
+        description="Largest decompressed size of one import: all files of a .zip together, or all arrays of an "
+        ".npz as their headers declare them (checked before decoding).",
+    )
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Decompression-bomb guard for images.")
     graph_refresh_seconds: float = Field(
         default=2.0, ge=0, description="How stale a process's knowledge graph may get before it re-reads edges."

@@ -6,9 +6,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from pal.core.edges import EdgeRecord
+from server.passwords import password_problem
 
 Role = Literal["admin", "annotator", "trainer"]
 OracleName = Literal["random", "active", "uncertainty"]
@@ -51,11 +52,26 @@ class LoginResponse(BaseModel):
     csrf_token: str
 
 
+def _check_password(value: str, info: ValidationInfo) -> None:
+    """The password policy (server/passwords.py), against the e-mail given beside it."""
+    problem = password_problem(value, info.data.get("email"))
+    if problem:
+        raise ValueError(problem)
+
+
 class UserCreate(Strict):
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = Field(default="", max_length=200)
     role: Role
-    password: str | None = Field(default=None, min_length=8, max_length=1000)
+    password: str | None = Field(default=None, max_length=1000,
+                                 description="At least 10 characters, not a common one, not the e-mail.")
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _check_password(value, info)
+        return value
 
 
 class TokenCreate(Strict):
@@ -147,7 +163,13 @@ class InvitePublic(BaseModel):
 class InviteAccept(Strict):
     email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
     name: str = Field(default="", max_length=200)
-    password: str = Field(min_length=8, max_length=1000)
+    password: str = Field(max_length=1000, description="At least 10 characters, not a common one, not the e-mail.")
+
+    @field_validator("password")
+    @classmethod
+    def _policy(cls, value: str, info: ValidationInfo) -> str:
+        _check_password(value, info)
+        return value
 
 
 class ImportReport(BaseModel):

@@ -63,6 +63,24 @@ def _home(user: models.User) -> str:
     return "/admin" if user.role == "admin" else "/annotate"
 
 
+_STRIPPED = str.maketrans("", "", "\t\n\r")  # browsers drop these anywhere in a URL
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is a path on this server, else None (the caller goes to the home page).
+    A path starts with one ``/`` not followed by ``/`` or ``\\`` (``//host`` and ``/\\host`` are other
+    hosts); tab, newline and carriage return are removed first, as browsers do, and any other
+    control character or a space refuses it."""
+    if not value:
+        return None
+    path = value.translate(_STRIPPED)
+    if not path.startswith("/") or path[1:2] in ("/", "\\"):
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+        return None
+    return path
+
+
 def _to_login(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
@@ -88,7 +106,8 @@ def login_page(request: Request, db: DbSession) -> Response:
     invite = request.query_params.get("invite")
     if user is not None and user.role in ("admin", "annotator") and not invite and not request.query_params.get("next"):
         return RedirectResponse(_home(user), status_code=303)
-    return _render(request, "login.html", None, "", invite=invite or "", title="Sign in")
+    return _render(request, "login.html", None, "", invite=invite or "",
+                   next=safe_next(request.query_params.get("next")) or "", title="Sign in")
 
 
 @router.get("/annotate")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import tempfile
 import zipfile
 from datetime import timedelta
 from typing import Annotated, Any
 
-import numpy as np
 import sqlalchemy as sa
 from fastapi import APIRouter, File, Request, UploadFile
 from sqlalchemy.orm import Session
@@ -121,7 +119,7 @@ def import_upload(
         result = imports.ImportResult()
         try:
             if name.endswith(".npz"):
-                with np.load(io.BytesIO(tmp.read()), allow_pickle=False) as npz:
+                with imports.open_npz(tmp) as npz:
                     sources = imports.npz_sources(npz)
                     imports.import_sources(db, project_id=project_id, sources=sources, result=result)
             elif name.endswith(".zip"):
@@ -155,7 +153,7 @@ def import_path(project: AdminProject, body: ImportFromPath, db: DbSession, sett
             sources, skipped = imports.folder_sources(target, confine_to=root)
             result.skipped.extend(skipped)
         elif target.suffix.lower() == ".npz":
-            with np.load(target, allow_pickle=False) as npz:
+            with imports.open_npz(target) as npz:
                 imports.import_sources(db, project_id=project_id, sources=imports.npz_sources(npz), result=result)
             return _report(db, project_id, result)
         else:

@@ -21,7 +21,6 @@ Hidden ground-truth labels (``items.label``) are never written: the exports are 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -38,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pal import __version__
 from pal.wire import decode_npy
 from server import models
+from server.services.csv_cells import SafeWriter
 from server.services.project_state import get_state
 from server.timeutil import as_utc, utcnow
 
@@ -59,7 +59,7 @@ class FileInfo:
 
 def _csv_bytes(rows: list[tuple[Any, ...]] | list[list[Any]], header: tuple[str, ...] | None = None) -> bytes:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = SafeWriter(buf, lineterminator="\n")
     if header:
         writer.writerow(header)
     writer.writerows(rows)

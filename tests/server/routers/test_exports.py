@@ -206,3 +206,29 @@ def test_pal_export_writes_the_folder_with_a_matching_manifest(live_server: Live
     assert np.array_equal(np.load(out / "embeddings.npy"), vectors)
     clusters = _csv((out / "clusters.csv").read_text())
     assert len(clusters) == len(labels) and manifest["counts"]["edges"] == 16
+
+
+HOSTILE_SOURCES = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1:A2)", "\tTAB", "\rCR"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_neutralised(live_server: LiveServer,
+                                                                           db: Session) -> None:
+    from server.services import imports
+
+    admin = make_user(db, "admin")
+    pid = make_project(db, n_items=0)
+    rng = np.random.default_rng(11)
+    names = [*HOSTILE_SOURCES, "cats/plain-1.png"]
+    sources = [imports.Source(name=name, load=(lambda n=n: imports.decode_array(
+        rng.integers(0, 255, size=(8, 8), dtype=np.uint8) + np.uint8(n)))) for n, name in enumerate(names)]
+    imports.import_sources(db, project_id=pid, sources=sources)
+    ids = np.asarray(sorted(item_labels(db, pid)), dtype=np.int64)
+    with live_server.client(admin.token) as client:
+        trainer = make_user(db, "trainer")
+        with live_server.client(trainer.token) as tclient:
+            assert upload_embedding(tclient, pid, ids, np.eye(len(ids), 4)).status_code == 201
+        for name in ("clusters.csv", "embedding_index.csv"):
+            resp = client.get(f"/api/v1/projects/{pid}/exports/{name}")
+            assert resp.status_code == 200, resp.text
+            cells = {r["source"] for r in csv.DictReader(io.StringIO(resp.text, newline=""))}
+            assert cells == {*(f"'{s}" for s in HOSTILE_SOURCES), "cats/plain-1.png"}, name

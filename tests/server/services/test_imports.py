@@ -117,3 +117,51 @@ def test_image_served_with_cache_headers_and_etag(live_server: LiveServer, db: S
     assert first.status_code == 200 and first.headers["content-type"] == "image/png"
     assert "max-age" in first.headers["Cache-Control"]
     assert again.status_code == 304
+
+
+def test_an_import_that_fails_part_way_stores_nothing(db: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One transaction, even when it writes often (every item here, as a slow import would to keep
+    PostgreSQL from ending a session idle in a transaction)."""
+    monkeypatch.setattr(imports, "WRITE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(imports, "BATCH", 2)
+    pid = make_project(db, n_items=0)
+    images, _ = synthetic_images(7, seed=3)
+
+    def load(i: int) -> imports.DecodedImage:
+        if i == 6:
+            raise imports.ImportFormatError("item 6 is hostile")
+        return imports.decode_array(images[i])
+
+    sources = [imports.Source(name=f"s{i}", load=(lambda i=i: load(i))) for i in range(7)]
+    with pytest.raises(imports.ImportFormatError):
+        imports.import_sources(db, project_id=pid, sources=sources)
+    db.commit()
+    assert db.scalar(sa.select(sa.func.count()).select_from(models.Item).where(models.Item.project_id == pid)) == 0
+    result = imports.import_sources(db, project_id=pid, sources=sources[:6])
+    assert result.imported == 6
+
+
+def test_open_npz_refuses_empty_and_bare_npy_files_without_decoding(tmp_path: Path) -> None:
+    empty, bare, good = tmp_path / "empty.npz", tmp_path / "bare.npz", tmp_path / "good.npz"
+    empty.write_bytes(b"")
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**6, 10**6, 10**6)})
+    bare.write_bytes(header.getvalue())  # np.load would try to allocate 10^18 bytes
+    np.savez(good, images=np.zeros((2, 4, 4), dtype=np.uint8))
+    with pytest.raises(imports.ImportFormatError, match="empty"):
+        imports.open_npz(empty)
+    with pytest.raises(imports.ImportFormatError, match="not an .npz"):
+        imports.open_npz(bare)
+    with pytest.raises(imports.ImportFormatError, match="empty"):
+        imports.open_npz(io.BytesIO(b""))
+    with imports.open_npz(good) as data:
+        assert len(imports.npz_sources(data)) == 2
+
+
+def test_pal_import_of_an_empty_npz_exits_with_one_line(db: Session, tmp_path: Path) -> None:
+    pid = make_project(db, n_items=0)
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    with pytest.raises(SystemExit, match="empty.npz: the .npz is empty"):
+        import_path(db, project_id=pid, path=empty, show_progress=False)

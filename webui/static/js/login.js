@@ -1,13 +1,15 @@
 // Sign-in and invite acceptance. On success the CSRF token is kept in sessionStorage and the
-// browser goes to ?next= (same-site paths only) or to the role's home page.
+// browser goes to ?next= (same-site paths only, checked by the server) or to the role's home page.
 import { api, setCsrf } from "./api.js";
 
 const params = new URLSearchParams(location.search);
-const invite = document.getElementById("login").dataset.invite;
+const root = document.getElementById("login");
+const invite = root.dataset.invite;
 
 function destination(user) {
-  const next = params.get("next");
-  // Only a path on this site: "/x" but not "//host" or "/\host".
+  // ?next= as the server checked it (safe_next in server/routers/pages.py): a path on this site,
+  // never "//host", "/\host" or "/<tab>/host" (browsers drop tabs and line breaks), or "".
+  const next = root.dataset.next;
   if (next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\")) {
     if (user.role === "admin" || !next.startsWith("/admin")) return next;
   }
