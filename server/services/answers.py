@@ -43,15 +43,27 @@ def answer_edges(reference: int, candidates: list[int], outliers: set[int]) -> l
     return [(reference, c, -1 if c in outliers else 1) for c in candidates]
 
 
-def _replay(db: Session, *, user_id: int, task_id: int, key: str) -> StoredAnswer | None:
+def _replay(db: Session, *, user_id: int, task_id: int, body: AnswerCreate) -> StoredAnswer | None:
+    """The answer already stored under the body's key, or None. A retry gets it back; a key that
+    stands for something else is refused, so that no client believes an answer that is not stored:
+    another task (409), another answer to this task (422), an answer since undone (409)."""
     answer = db.execute(
-        sa.select(models.Answer).where(models.Answer.annotator_id == user_id, models.Answer.idempotency_key == key)
+        sa.select(models.Answer).where(models.Answer.annotator_id == user_id,
+                                       models.Answer.idempotency_key == body.idempotency_key)
     ).scalar_one_or_none()
     if answer is None:
         return None
     if answer.task_id != task_id:
         raise ApiError(409, "idempotency_key_reused", "this idempotency key was used for another task",
                        field="idempotency_key")
+    if sorted(set(body.outlier_ids)) != sorted(answer.outlier_ids) or body.cant_tell != answer.cant_tell:
+        raise ApiError(422, "idempotency_key_mismatch",
+                       "this idempotency key was used for another answer to this task; send a new key",
+                       field="idempotency_key")
+    if answer.undone_at is not None:
+        raise ApiError(409, "answer_undone",
+                       "the answer stored under this idempotency key was undone; answer the grid again "
+                       "with a new key", field="idempotency_key")
     n_edges = db.scalar(
         sa.select(sa.func.count()).select_from(models.Edge).where(
             models.Edge.answer_id == answer.id, models.Edge.kind == "answer"
@@ -133,7 +145,7 @@ def submit_answer(db: Session, *, task_id: int, user_id: int, body: AnswerCreate
         except IntegrityError:
             # A concurrent retry with the same key won the race: answer with what it stored.
             db.rollback()
-            replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+            replay = _replay(db, user_id=user_id, task_id=task_id, body=body)
             db.commit()
             if replay is not None:
                 return replay
@@ -143,7 +155,7 @@ def submit_answer(db: Session, *, task_id: int, user_id: int, body: AnswerCreate
 
 
 def _submit_once(db: Session, *, task_id: int, user_id: int, body: AnswerCreate) -> StoredAnswer:
-    replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+    replay = _replay(db, user_id=user_id, task_id=task_id, body=body)
     if replay is not None:
         db.commit()
         return replay
@@ -160,7 +172,7 @@ def _submit_once(db: Session, *, task_id: int, user_id: int, body: AnswerCreate)
                        "this task was re-issued after your lease expired; your answer was not stored",
                        field="lease_token")
     # Re-check under the row lock: a concurrent retry may have committed meanwhile.
-    replay = _replay(db, user_id=user_id, task_id=task_id, key=body.idempotency_key)
+    replay = _replay(db, user_id=user_id, task_id=task_id, body=body)
     if replay is not None:
         db.commit()
         return replay

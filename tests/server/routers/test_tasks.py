@@ -126,3 +126,34 @@ def test_paused_project_claim_says_paused(live_server: LiveServer, db: Session) 
     with live_server.client(annotator.token) as client:
         body = client.post(f"/api/v1/projects/{pid}/tasks/claim").json()
     assert body == {"task": None, "reason": "paused", "message": body["message"]}
+
+
+def test_same_idempotency_key_with_another_body_is_refused_naming_the_key(live_server: LiveServer,
+                                                                           db: Session) -> None:
+    annotator = make_user(db, "annotator")
+    pid = make_project(db, members=[annotator])
+    with live_server.client(annotator.token) as client:
+        task = client.post(f"/api/v1/projects/{pid}/tasks/claim").json()["task"]
+        first = _answer(client, task, task["candidates"][:1], key="key-of-the-first-body")
+        assert first.status_code == 201, first.text
+        again = _answer(client, task, task["candidates"][:1], key="key-of-the-first-body")
+        other = _answer(client, task, task["candidates"][1:3], key="key-of-the-first-body")
+    assert again.status_code == 200 and again.json()["replayed"] and again.json()["id"] == first.json()["id"]
+    assert other.status_code == 422, other.text
+    assert other.json()["error"]["code"] == "idempotency_key_mismatch"
+    assert other.json()["error"]["fields"][0]["field"] == "idempotency_key"
+    edges = db.execute(sa.select(models.Edge.dst, models.Edge.sign).where(models.Edge.project_id == pid)).all()
+    assert sorted(d for d, s in edges if s < 0) == task["candidates"][:1]  # the first answer stands, unchanged
+
+
+def test_key_of_an_undone_answer_says_answer_undone(live_server: LiveServer, db: Session) -> None:
+    annotator = make_user(db, "annotator")
+    pid = make_project(db, members=[annotator])
+    with live_server.client(annotator.token) as client:
+        task = client.post(f"/api/v1/projects/{pid}/tasks/claim").json()["task"]
+        first = _answer(client, task, [], key="key-of-an-undone-answer")
+        assert client.delete(f"/api/v1/answers/{first.json()['id']}").status_code == 200
+        again = _answer(client, task, [], key="key-of-an-undone-answer")
+    assert again.status_code == 409, again.text
+    assert again.json()["error"]["code"] == "answer_undone"
+    assert again.json()["error"]["fields"][0]["field"] == "idempotency_key"
