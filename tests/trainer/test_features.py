@@ -13,7 +13,7 @@ import torch
 import torchvision
 from torch import Tensor
 
-from tests.trainer.trainer_fakes import FakeServer, answer, colour_images
+from tests.trainer.trainer_fakes import FakeServer, answer, colour_images, fake_config
 from trainer import ddp
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
@@ -35,23 +35,8 @@ def mobilenet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(tmp_path: Path, **overrides: Any) -> TrainConfig:
-    settings: dict[str, Any] = {
-        "server": "http://fake",
-        "token": "unused",
-        "project": 1,
-        "checkpoint": str(tmp_path / "ckpt.pt"),
-        "batch_size": 8,
-        "proj_dim": 16,
-        "head_dim": 32,
-        "publish_every": 2,
-        "warmup_steps": 2,
-        "device": "cpu",
-        "log_every": 1,
-        "weights_cache": str(tmp_path / "weights"),
-        "features_cache": str(tmp_path / "features"),
-    }
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    return fake_config(tmp_path, **{"head_dim": 32, "weights_cache": str(tmp_path / "weights"),
+                                    "features_cache": str(tmp_path / "features"), **overrides})
 
 
 class CountingSource:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.trainer.trainer_fakes import FakeServer, answer, blob_images, retract
+from tests.trainer.trainer_fakes import FakeServer, answer, blob_images, fake_config, retract
 from trainer import ddp
 from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
@@ -19,21 +19,7 @@ from trainer.loop import cycle_steps, decide, load_engine, load_items, poll, pub
 
 
 def config(tmp_path: Path, **overrides: Any) -> TrainConfig:
-    settings: dict[str, Any] = {
-        "server": "http://fake",
-        "token": "unused",
-        "project": 1,
-        "checkpoint": str(tmp_path / "ckpt.pt"),
-        "batch_size": 8,
-        "proj_dim": 16,
-        "publish_every": 2,
-        "embed_batch_size": 16,
-        "warmup_steps": 2,
-        "device": "cpu",
-        "log_every": 1,
-    }
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    return fake_config(tmp_path, **{"embed_batch_size": 16, **overrides})
 
 
 def test_run_max_steps_publishes_every_cycle_and_stops(tmp_path: Path, fake_server: FakeServer) -> None:

@@ -12,6 +12,7 @@ import email.policy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import numpy as np
 
 from pal.wire import NEXT_AFTER_HEADER, decode_npy, encode_npy, encode_pixels, format_cursor, parse_cursor
 from trainer.client import ApiClient, RetryPolicy
+from trainer.config import TrainConfig
 
 TOKEN = "test-token"
 
@@ -161,3 +163,21 @@ def colour_images(n: int = 12, size: int = 16, seed: int = 0) -> np.ndarray:
     for i in range(n):
         images[i, ..., i % 3] += 150
     return images
+
+
+def fake_config(tmp_path: Path, **overrides: Any) -> TrainConfig:
+    """A trainer config for the fake server: tiny batches, CPU, a checkpoint under ``tmp_path``."""
+    settings: dict[str, Any] = {
+        "server": "http://fake",
+        "token": "unused",
+        "project": 1,
+        "checkpoint": str(tmp_path / "ckpt.pt"),
+        "batch_size": 8,
+        "proj_dim": 16,
+        "publish_every": 2,
+        "warmup_steps": 2,
+        "device": "cpu",
+        "log_every": 1,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)
