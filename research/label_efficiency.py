@@ -412,6 +412,31 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def snapshot(database_url: str, project: int, item_ids: np.ndarray, vectors: np.ndarray, ev: EvalSet,
+             config: RunConfig, stage: str) -> None:
+    """With ``PAL_LE_SNAPSHOTS=<folder>`` set, keep what the export saw at this point (edges, the
+    published vectors, the truth) as an .npz, so that label inference can be studied offline."""
+    folder = os.environ.get("PAL_LE_SNAPSHOTS")
+    if not folder:
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT id, src, dst, sign, weight, kind, COALESCE(annotator_id, -1), COALESCE(retracts_id, -1)"
+            " FROM edges WHERE project_id = :p ORDER BY id"), {"p": project}).all()
+    engine.dispose()
+    kinds = {"answer": 0, "known": 1, "retract": 2}
+    edges = np.asarray([(r[0], r[1], r[2], r[3], kinds.get(r[5], 3), r[6], r[7]) for r in rows], dtype=np.int64)
+    weights = np.asarray([r[4] for r in rows], dtype=np.float64)
+    name = f"{config.oracle}-e{config.error_rate:g}-{config.team or 'uniform'}-s{config.seed}-{stage}".replace(" ", "")
+    out = Path(folder) / (name.replace(":", "_").replace(",", "+").replace("=", "") + ".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, edges=edges.reshape(-1, 7), weights=weights, item_ids=item_ids, vectors=vectors,
+                        train_ids=ev.train_ids, train_labels=ev.train_labels)
+
+
 def _split_evenly(total: int, parts: int) -> list[int]:
     return [total * (i + 1) // parts - total * i // parts for i in range(parts)]
 
@@ -459,6 +484,7 @@ def run(config: RunConfig) -> dict[str, Any]:
             t0 = time.perf_counter()
             m = evaluate(admin, project, driver.engine.items.ids, driver.vectors, ev, seed=config.seed)
             m["eval_s"] = round(time.perf_counter() - t0, 2)
+            snapshot(db.url, project, driver.engine.items.ids, driver.vectors, ev, config, stage)
             point_ = {"stage": stage, "answers": progress.answers, "tasks": progress.tasks_issued,
                       "labels_given": progress.labels_given, "edges_pos": pos, "edges_neg": neg,
                       "train_step": driver.engine.step, **m, "elapsed_s": round(time.perf_counter() - started, 1)}

@@ -55,6 +55,7 @@ class Cell:
     known: int = 0  # known labels per class, given before any answer
     last: int | None = None  # stop at this many answers (the preset's schedule cut short); None: all of it
     seeds: int | None = None  # seeds 0..seeds-1 (a noisy figure wants more); None: the preset's
+    team: str | None = None  # a ``pal simulate --team`` spec; None: identical annotators with uniform flips
 
     def schedule(self, preset: Preset) -> tuple[int, ...]:
         return tuple(t for t in preset.schedule if self.last is None or t <= self.last)
@@ -70,12 +71,13 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return self._name(f"{self.strategy}-e{self.error_rate:g}", f"-r{self.redundancy}-g{self.gold_rate:g}",
-                          f"-k{self.known}")
+        base = f"{self.strategy}-team" if self.team else f"{self.strategy}-e{self.error_rate:g}"
+        return self._name(base, f"-r{self.redundancy}-g{self.gold_rate:g}", f"-k{self.known}")
 
     @property
     def title(self) -> str:
-        return self._name(f"{self.strategy}, error {self.error_rate:g}",
+        base = f"{self.strategy}, team {self.team}" if self.team else f"{self.strategy}, error {self.error_rate:g}"
+        return self._name(base,
                           f", redundancy {self.redundancy}, gold {self.gold_rate:g}",
                           f", {self.known} known labels per class")
 
@@ -110,6 +112,9 @@ FULL = Preset(
         Cell("active", 0.0, redundancy=3, gold_rate=0.1, known=3, last=1000, seeds=6),
         Cell("active", 0.2, last=1000),
         Cell("active", 0.2, redundancy=3, gold_rate=0.1, known=3, last=1000, seeds=6),
+        # The headline noise team (pal.simulate.team.HEADLINE_TEAM): confusion-driven mistakes
+        # averaging 10 % from four people plus one spammer, one answer per grid.
+        Cell("active", 0.1, team="confusion=0.1:4,spammer:1", last=1000),
     ),
     out_dir=ROOT / "research",
 )
@@ -130,7 +135,7 @@ def run_config(preset: Preset, cell: Cell, seed: int, data: Path, database_url: 
     return RunConfig(
         data=data, tasks=schedule[-1], oracle=cell.strategy, seed=seed, error_rate=cell.error_rate,
         redundancy=cell.redundancy, gold_rate=cell.gold_rate, known_per_class=cell.known,
-        annotators=max(4, cell.redundancy),
+        annotators=max(4, cell.redundancy), team=cell.team,
         schedule=schedule, train_steps=preset.warmup_steps + per_round * len(schedule),
         warmup_steps=preset.warmup_steps,
         max_train_items=preset.max_train_items, max_test_items=preset.max_test_items, database_url=database_url,
