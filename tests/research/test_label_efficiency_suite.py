@@ -72,10 +72,12 @@ def test_noise_design_cells_run_six_seeds_and_the_others_the_presets() -> None:
     for cell, seed in jobs:
         seeds.setdefault(cell.key, []).append(seed)
     assert seeds["active-e0.2-r3-g0.1-k3"] == seeds["active-e0-r3-g0.1-k3"] == [0, 1, 2, 3, 4, 5]
-    assert seeds["active-e0"] == seeds["active-e0.2"] == [0, 1, 2] and len(jobs) == 36 + 6
+    assert seeds["active-e0"] == seeds["active-e0.2"] == seeds["active-team"] == [0, 1, 2]
+    assert len(jobs) == 36 + 6 + 3
     # The strategy comparisons come first, the noise figure last.
     keys = [cell.key for cell, _ in jobs]
     assert keys.index("active-e0.2-r3-g0.1-k3") > keys.index("supervised-images-e0.1") > keys.index("active-e0")
+    assert Cell("active", 0.1, team="confusion=0.1:4,spammer:1").title == "active, team confusion=0.1:4,spammer:1"
     assert Cell("active").seed_list(QUICK) == (0, 1) and Cell("active", seeds=4).seed_list(QUICK) == (0, 1, 2, 3)
 
 
