@@ -105,7 +105,8 @@ def wait_healthy(server: ServerProcess, timeout: float = 90.0, ready: Callable[[
 
 
 def start_server(database_url: str, workdir: Path, env: dict[str, str] | None = None,
-                 timeout: float = 90.0) -> ServerProcess:
+                 timeout: float = 90.0, workers: int = 1) -> ServerProcess:
+    """uvicorn on a free port; ``workers`` > 1: that many server processes behind one port."""
     port = free_port()
     log = workdir / "server.log"
     full_env = {**os.environ, "PAL_DATABASE_URL": database_url, "PAL_DATA_DIR": str(workdir / "var"),
@@ -114,7 +115,7 @@ def start_server(database_url: str, workdir: Path, env: dict[str, str] | None = 
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+         "--log-level", "warning", *(["--workers", str(workers)] if workers > 1 else [])],
         cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
     )
     out.close()

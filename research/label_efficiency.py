@@ -111,6 +111,10 @@ class RunConfig:
     # ``seed``: a run is then a function of its configuration, and re-running it reproduces its numbers.
     # False: they answer at once, in the network's order (closer to a crowd, not reproducible).
     in_turns: bool = True
+    # Server processes behind one port (uvicorn workers), and whether the server keeps its deployed
+    # defaults (graph settings as shipped) instead of the reproducible ones (PAL_GRAPH_REFRESH_SECONDS=0).
+    server_workers: int = 1
+    deployed: bool = False
     database_url: str | None = None  # None: SQLite in the work folder
     train_steps: int = 600
     warmup_steps: int = 150
@@ -466,9 +470,10 @@ def run(config: RunConfig) -> dict[str, Any]:
     progress = Progress()
     sim_total: dict[str, Any] = {}
     try:
-        server = start_server(db.url, workdir, env={"PAL_GRAPH_REFRESH_SECONDS": "0",
-                                                    "PAL_ORACLE_SEED": str(config.seed),
-                                                    "PAL_SECRET_KEY": "bench-" + uuid.uuid4().hex})
+        env = {"PAL_ORACLE_SEED": str(config.seed), "PAL_SECRET_KEY": "bench-" + uuid.uuid4().hex}
+        if not config.deployed:
+            env["PAL_GRAPH_REFRESH_SECONDS"] = "0"
+        server = start_server(db.url, workdir, env=env, workers=config.server_workers)
         admin_token = bootstrap_admin(db.url)
         admin = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=600)
         project = _create_project(admin, config, data_path)

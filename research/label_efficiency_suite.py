@@ -56,6 +56,9 @@ class Cell:
     last: int | None = None  # stop at this many answers (the preset's schedule cut short); None: all of it
     seeds: int | None = None  # seeds 0..seeds-1 (a noisy figure wants more); None: the preset's
     team: str | None = None  # a ``pal simulate --team`` spec; None: identical annotators with uniform flips
+    # > 0: this many annotators answering at once against two server processes on PostgreSQL with the
+    # deployed defaults (a crowd); 0: four annotators taking turns against one reproducible process.
+    crowd: int = 0
 
     def schedule(self, preset: Preset) -> tuple[int, ...]:
         return tuple(t for t in preset.schedule if self.last is None or t <= self.last)
@@ -72,14 +75,15 @@ class Cell:
     @property
     def key(self) -> str:
         base = f"{self.strategy}-team" if self.team else f"{self.strategy}-e{self.error_rate:g}"
-        return self._name(base, f"-r{self.redundancy}-g{self.gold_rate:g}", f"-k{self.known}")
+        crowd = f"-crowd{self.crowd}" if self.crowd else ""
+        return self._name(base, f"-r{self.redundancy}-g{self.gold_rate:g}", f"-k{self.known}") + crowd
 
     @property
     def title(self) -> str:
         base = f"{self.strategy}, team {self.team}" if self.team else f"{self.strategy}, error {self.error_rate:g}"
-        return self._name(base,
-                          f", redundancy {self.redundancy}, gold {self.gold_rate:g}",
-                          f", {self.known} known labels per class")
+        crowd = f", {self.crowd} at once on 2 processes" if self.crowd else ""
+        return self._name(base, f", redundancy {self.redundancy}, gold {self.gold_rate:g}",
+                          f", {self.known} known labels per class") + crowd
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class Preset:
     out_dir: Path
 
 
+# Several server processes need a server database: the crowd cells run on this PostgreSQL.
+CROWD_DATABASE = os.environ.get("PAL_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MAIN_ERRORS = (0.0, 0.1)
 MAIN = ("random", "active", "supervised-images", "supervised-screens")
 # On 2 shared cores the whole grid to 3,000 answers takes too long: error 0 runs go to 3,000 answers,
@@ -115,6 +121,8 @@ FULL = Preset(
         # The headline noise team (pal.simulate.team.HEADLINE_TEAM): confusion-driven mistakes
         # averaging 10 % from four people plus one spammer, one answer per grid.
         Cell("active", 0.1, team="confusion=0.1:4,spammer:1", last=1000),
+        # A crowd: 32 people answering at once, two server processes, the deployed defaults.
+        Cell("active", 0.0, crowd=32, last=1000),
     ),
     out_dir=ROOT / "research",
 )
@@ -135,10 +143,12 @@ def run_config(preset: Preset, cell: Cell, seed: int, data: Path, database_url: 
     return RunConfig(
         data=data, tasks=schedule[-1], oracle=cell.strategy, seed=seed, error_rate=cell.error_rate,
         redundancy=cell.redundancy, gold_rate=cell.gold_rate, known_per_class=cell.known,
-        annotators=max(4, cell.redundancy), team=cell.team,
+        annotators=cell.crowd or max(4, cell.redundancy), team=cell.team,
+        in_turns=not cell.crowd, server_workers=2 if cell.crowd else 1, deployed=bool(cell.crowd),
         schedule=schedule, train_steps=preset.warmup_steps + per_round * len(schedule),
         warmup_steps=preset.warmup_steps,
-        max_train_items=preset.max_train_items, max_test_items=preset.max_test_items, database_url=database_url,
+        max_train_items=preset.max_train_items, max_test_items=preset.max_test_items,
+        database_url=(database_url or CROWD_DATABASE) if cell.crowd else database_url,
     )
 
 
@@ -146,8 +156,10 @@ def _comparable(config: RunConfig) -> dict[str, Any]:
     d = asdict(config)
     for k in ("out", "workdir", "keep_workdir", "database_url"):
         d.pop(k, None)
-    if d.get("team") is None:
-        d.pop("team", None)  # uniform flips, as every run stored before the option: those stay comparable
+    # Options at the value every run stored before them had are left out, so those runs stay comparable.
+    for key, before in (("team", None), ("server_workers", 1), ("deployed", False)):
+        if d.get(key) == before:
+            d.pop(key, None)
     d["data"] = str(d["data"])
     d["schedule"] = list(d["schedule"]) if d["schedule"] is not None else None
     return d

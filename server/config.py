@@ -46,7 +46,9 @@ class Settings(BaseSettings):
     )
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Decompression-bomb guard for images.")
     graph_refresh_seconds: float = Field(
-        default=2.0, ge=0, description="How stale a process's knowledge graph may get before it re-reads edges."
+        default=2.0, ge=0,
+        description="How often a process re-reads a project's item list, current embedding version and "
+        "annotator weights. New edges are read before every grid whatever this is."
     )
     oracle_seed: int | None = Field(
         default=None,

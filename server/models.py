@@ -182,6 +182,11 @@ class Task(Base):
     Budget is charged once, when the task is issued."""
 
     __tablename__ = "tasks"
+    __table_args__ = (
+        # The grids in flight (``services.tasks.items_in_flight``), read on every new task.
+        sa.Index("ix_tasks_open", "project_id", "id", postgresql_where=sa.text("completed_at IS NULL"),
+                 sqlite_where=sa.text("completed_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)

@@ -22,7 +22,14 @@ from server.config import Settings
 from server.schemas import ClaimReason
 from server.services.project_state import ProjectState, get_state
 from server.services.projects import get_project_for
-from server.services.tasks import Lease, issue_task, issue_task_at_once, retry_on_conflict, take_slot
+from server.services.tasks import (
+    Lease,
+    issue_task,
+    issue_task_at_once,
+    items_in_flight,
+    retry_on_conflict,
+    take_slot,
+)
 
 NEEDS_FEATURES = {"active", "uncertainty"}
 
@@ -50,8 +57,8 @@ def claim(db: Session, *, user: models.User, project_id: int, settings: Settings
         db.close()  # back to ordinary transactions, and no rollback round trip when the request ends
 
 
-def _choose(db: Session, project: models.Project, state: ProjectState,
-            settings: Settings) -> tuple[TaskSpec, str] | ClaimReason:
+def _choose(db: Session, project: models.Project, state: ProjectState, settings: Settings,
+            busy: frozenset[int]) -> tuple[TaskSpec, str] | ClaimReason:
     """The oracle's next task for the project (its cached state refreshed first), or a reason."""
     with state.lock:
         features = None
@@ -61,7 +68,7 @@ def _choose(db: Session, project: models.Project, state: ProjectState,
             n_candidates=project.n_candidates, item_ids=state.item_ids, graph=state.graph,
             rng=state.oracle_rng(settings.oracle_seed), target_match_share=project.target_match_share,
             gold_rate=project.gold_rate, embedding=state.embedding, pixel_features=features,
-            embedding_version=state.embedding_id, cache=state.oracle_cache,
+            embedding_version=state.embedding_id, cache=state.oracle_cache, busy=busy,
         )
         oracle = get_oracle(project.oracle)
         try:
@@ -83,10 +90,11 @@ def _claim_once(db: Session, *, user: models.User, project_id: int, settings: Se
         return ClaimReason.BUDGET_EXHAUSTED
     state = get_state(project.id)
     state.refresh(db, max_age=settings.graph_refresh_seconds)
+    busy = items_in_flight(db, project_id=project.id)
     _end_step(db)
     if len(state.item_ids) < 2:
         return ClaimReason.NO_ITEMS
-    chosen = _choose(db, project, state, settings)
+    chosen = _choose(db, project, state, settings, busy)
     _end_step(db)
     if isinstance(chosen, ClaimReason):
         return chosen

@@ -1,10 +1,10 @@
 """Per-process cache of what the oracle needs: item ids, the knowledge graph, the current embedding.
 
 Every server process keeps its own copy and catches up from the database through the same edge
-feed the trainer reads (so it sees exactly the committed edges, in commit order) before each
-selection that is older than ``graph_refresh_seconds``. A new embedding version is picked up at the
-same moment (the next claim after it became current), without a restart. Built from the edges table
-on first use, so it survives restarts."""
+feed the trainer reads (so it sees exactly the committed edges, in commit order) before every
+selection. The item list, a new embedding version and the annotator weights are re-read when the
+last re-read is older than ``graph_refresh_seconds`` (the next claim after that), without a
+restart. Built from the edges table on first use, so it survives restarts."""
 
 from __future__ import annotations
 
@@ -58,10 +58,14 @@ class ProjectState:
 
     def refresh(self, db: Session, *, max_age: float, force: bool = False) -> None:
         with self.lock:
+            # Edges on every call: one indexed query when nothing is new, and a grid chosen from a
+            # stale graph asks again what other annotators have just answered (with dozens of people
+            # at once, a 2 s old graph split the kinds over many more clusters).
+            self._catch_up_edges(db)
             if not force and time.monotonic() - self.refreshed_at < max_age:
                 return
             self._refresh_items(db)
-            self._catch_up_edges(db)
+            self._catch_up_edges(db)  # edges of items that the refreshed item list has just added
             self._refresh_embedding(db)
             # max_age 0 asks for an always-current view: annotator weights too, not every 30 s of wall
             # time (which would make the grids of a reproducible run depend on its speed)

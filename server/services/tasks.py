@@ -261,6 +261,26 @@ def held_leases(db: Session, *, project_id: int, user_id: int) -> list[Lease]:
     ]
 
 
+# Grids out at once beyond this many are a crowd far bigger than a grid's choice needs to know about.
+IN_FLIGHT_LIMIT = 2000
+
+
+def items_in_flight(db: Session, *, project_id: int) -> frozenset[int]:
+    """Reference and candidate items of the project's tasks issued but not fully answered (the most
+    recent ``IN_FLIGHT_LIMIT``): answers about them are on the way. One indexed query per new task;
+    a task whose lease lapsed stays in flight, since the next claim is served its slot first."""
+    rows = db.execute(
+        sa.select(models.Task.reference_id, models.Task.candidate_ids)
+        .where(models.Task.project_id == project_id, models.Task.completed_at.is_(None))
+        .order_by(models.Task.id.desc()).limit(IN_FLIGHT_LIMIT)
+    ).all()
+    busy: set[int] = set()
+    for reference, candidates in rows:
+        busy.add(int(reference))
+        busy.update(int(c) for c in candidates)
+    return frozenset(busy)
+
+
 def retry_on_conflict(db: Session, attempt: int, exc: IntegrityError) -> None:
     """Two tabs of one annotator racing for slots of the same task hit the unique constraint; retry."""
     db.rollback()

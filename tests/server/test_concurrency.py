@@ -101,3 +101,23 @@ def test_concurrent_retries_of_one_answer_store_it_once(live_server: LiveServer,
     assert len({answer_id for _, answer_id in results}) == 1
     n_edges = db.scalar(sa.select(sa.func.count()).select_from(models.Edge).where(models.Edge.project_id == pid))
     assert n_edges == len(task["candidates"])
+
+
+def test_people_claiming_at_once_get_complementary_grids(live_server: LiveServer, db: Session) -> None:
+    """A grid out with one annotator is in flight: the next claim asks about other items."""
+    from server.services.tasks import items_in_flight
+
+    people = [make_user(db, "annotator") for _ in range(3)]
+    pid = make_project(db, n_items=60, members=people, oracle="active")
+    grids = []
+    for person in people:
+        with live_server.client(person.token) as client:
+            grids.append(_post(client, f"/api/v1/projects/{pid}/tasks/claim").json()["task"])
+    shown = [{g["reference"], *g["candidates"]} for g in grids]
+    assert not shown[0] & shown[1] and not shown[2] & (shown[0] | shown[1])
+    assert items_in_flight(db, project_id=pid) == frozenset().union(*shown)
+    with live_server.client(people[0].token) as client:
+        body = {"idempotency_key": uuid.uuid4().hex, "lease_token": grids[0]["lease_token"], "outlier_ids": []}
+        assert _post(client, f"/api/v1/tasks/{grids[0]['id']}/answers", json=body).status_code == 201
+    db.expire_all()
+    assert items_in_flight(db, project_id=pid) == frozenset(shown[1] | shown[2])

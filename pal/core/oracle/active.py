@@ -162,6 +162,8 @@ def choose_suspect(ctx: OracleContext, view: SampleView) -> int:
     asked about this way (as many edges as a grid) is not retried: it may be a kind of one."""
     n_clusters = view.clusters.n
     placeable = view.unresolved | np.isin(view.rows, view.orphan_rows)
+    if ctx.busy:
+        placeable &= ~np.isin(view.ids, np.fromiter(ctx.busy, dtype=np.int64, count=len(ctx.busy)))
     share = view.banned / max(n_clusters, 1)
     ok = placeable & (view.banned > 0) & (share >= 0.5)
     order = np.flatnonzero(ok)
@@ -198,7 +200,7 @@ def grow(ctx: OracleContext, view: SampleView, anchor: int, ref: int | None = No
     rng = ctx.rng
     space = view.space
     anchor_item = int(view.anchor_roots[anchor])
-    builder = GridBuilder(ctx.graph, space, ref if ref is not None else anchor_item, n)
+    builder = GridBuilder(ctx.graph, space, ref if ref is not None else anchor_item, n, ctx.busy)
     unresolved = view.unresolved
     scores = view.scores[:, anchor]
     allowed = unresolved & np.isfinite(scores)
@@ -278,7 +280,7 @@ def discover(ctx: OracleContext, view: SampleView, ref: int | None = None) -> tu
         ref = int(space.ids_of(np.asarray([ref_row]))[0])
     else:
         ref_row = int(space.rows_of([ref])[0])
-    builder = GridBuilder(ctx.graph, space, ref, n)
+    builder = GridBuilder(ctx.graph, space, ref, n, ctx.busy)
     rows, _ = space.search(space.vec(np.asarray([ref_row])), 8 * n + 1, view.block)
     ranked = rows[0][rows[0] != ref_row]
     n_likely = likely_count(ctx, n)

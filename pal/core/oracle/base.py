@@ -77,6 +77,10 @@ class OracleContext:
     seed_labels: Mapping[int, Hashable] | None = None
     # Net agreeing vote weight that makes a graph pair usable as a control (two agreeing answers).
     gold_min_votes: float = 2.0
+    # Items shown in grids that are out with annotators and not answered yet. Their answers are on
+    # the way: a concurrent grid that asks about them again mostly repeats a question, so they are
+    # offered only when a grid cannot be filled otherwise.
+    busy: frozenset[int] = frozenset()
 
 
 class Oracle(Protocol):

@@ -142,6 +142,9 @@ def build_view(
     orphan_index = {int(ids[i]): n_a + k for k, i in enumerate(orphans)}
     unresolved = unplaced.copy()
     unresolved[orphans] = False
+    if ctx.busy:
+        # Items out with annotators are being resolved: not predicted, placed or counted again.
+        unresolved &= ~np.isin(ids, np.fromiter(ctx.busy, dtype=np.int64, count=len(ctx.busy)))
     scores[~unresolved] = NEG_INF
     for i, links in banned.items():
         for r in links:
@@ -177,8 +180,10 @@ def build_view(
 class GridBuilder:
     """Collects candidates for one reference cluster, enforcing the grid rules."""
 
-    def __init__(self, graph: KnowledgeGraph, space: VectorSpace, anchor_item: int, n: int) -> None:
+    def __init__(self, graph: KnowledgeGraph, space: VectorSpace, anchor_item: int, n: int,
+                 busy: frozenset[int] = frozenset()) -> None:
         self.graph = graph
+        self.busy = busy  # items in grids out with annotators: offered on the relaxed pass only
         self.space = space
         self.anchor_item = anchor_item  # any member of the reference's cluster
         self.n = n
@@ -197,6 +202,8 @@ class GridBuilder:
         g = self.graph
         root = g.find(item)
         if root in self._roots or g.relation(self.anchor_item, item) != 0:
+            return False
+        if strict and item in self.busy:
             return False
         # Candidates implied relative to each other (a cannot-link between them) waste part of
         # the answer: allowed only on the relaxed pass.

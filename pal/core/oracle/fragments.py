@@ -88,7 +88,7 @@ def fragment_grid(
     graph, space = ctx.graph, view.space
     ref_row = typical_exemplar(view, anchor, graph)
     ref = int(space.ids_of(np.asarray([ref_row]))[0])
-    builder = GridBuilder(graph, space, ref, ctx.n_candidates)
+    builder = GridBuilder(graph, space, ref, ctx.n_candidates, ctx.busy)
     root = int(view.anchor_roots[anchor])
     for b in others[: max(1, ctx.n_candidates // 2)]:
         first = typical_exemplar(view, b, graph)

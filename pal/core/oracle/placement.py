@@ -33,7 +33,7 @@ def contest_grid(ctx: OracleContext, view: SampleView, i: int, anchor_slots: int
     slots = ctx.n_candidates if anchor_slots is None else anchor_slots
     ref = int(view.ids[i])
     ref_vec = space.vec(view.rows[i : i + 1])[0]
-    builder = GridBuilder(ctx.graph, space, ref, ctx.n_candidates)
+    builder = GridBuilder(ctx.graph, space, ref, ctx.n_candidates, ctx.busy)
     scores = view.scores[i]
     for a in np.argsort(-scores, kind="stable").tolist():
         if not np.isfinite(scores[a]) or builder.full or len(builder.items) >= slots:
