@@ -315,6 +315,21 @@ def _outbox_metrics(db: sa.orm.Session) -> Metric:
     return outbox_g
 
 
+def _feed_metrics(db: sa.orm.Session, project_ids: list[int]) -> list[Metric]:
+    """Committed edges the feed holds back (PostgreSQL; zero on SQLite) and for how long."""
+    from server.services.edges import held_back
+
+    edges = GaugeMetricFamily("pal_feed_held_back_edges",
+                              "Committed edges the edge feed cannot deliver yet: an older transaction, in any "
+                              "database of the cluster, is still open.", labels=["project"])
+    age = GaugeMetricFamily("pal_feed_held_back_seconds", "Age of the oldest held-back edge.", labels=["project"])
+    for pid in project_ids:
+        held = held_back(db, project_id=pid)
+        edges.add_metric([str(pid)], 0 if held is None else held.edges)
+        age.add_metric([str(pid)], 0.0 if held is None else held.oldest_edge_age_s)
+    return [edges, age]
+
+
 def database_metrics(db: sa.orm.Session) -> list[Metric]:
     now = utcnow()
     projects = db.execute(
@@ -324,7 +339,7 @@ def database_metrics(db: sa.orm.Session) -> list[Metric]:
     edges_total, edge_totals = _edge_metrics(db)
     return [*_budget_metrics(projects), *_work_metrics(db, project_ids), edges_total,
             *_lease_metrics(db, project_ids, now), *_embedding_metrics(db, project_ids, edge_totals, now),
-            _outbox_metrics(db)]
+            _outbox_metrics(db), *_feed_metrics(db, project_ids)]
 
 
 def trainer_lag(db: sa.orm.Session, *, project_id: int, newest_metrics: dict[str, Any] | None,

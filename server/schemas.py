@@ -278,10 +278,24 @@ class UndoResult(BaseModel):
     task: TaskPublic
 
 
+class HeldBackOut(BaseModel):
+    """Committed edges the feed holds back (PostgreSQL) because a transaction that started before
+    they committed is still open, somewhere in the database cluster."""
+
+    edges: int = Field(description="committed edges of this project not deliverable yet")
+    oldest_edge_age_s: float = Field(description="seconds since the oldest of them was written")
+    blocker_pid: int | None = Field(default=None, description="backend pid of the oldest open write transaction")
+    blocker_database: str | None = Field(default=None, description="the database it runs in")
+    blocker_state: str | None = Field(default=None, description="its state, e.g. 'idle in transaction'")
+    blocker_age_s: float | None = Field(default=None, description="seconds since it began")
+
+
 class EdgePage(BaseModel):
     edges: list[EdgeRecord]
     next_cursor: str
     has_more: bool
+    held_back: HeldBackOut | None = Field(
+        default=None, description="set on the last page when committed edges are held back (see docs/operations.md)")
 
 
 class EmbeddingMeta(Strict):

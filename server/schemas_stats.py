@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from server.schemas import ProjectPublic
+from server.schemas import HeldBackOut, ProjectPublic
 
 
 class BudgetStats(BaseModel):
@@ -114,6 +114,8 @@ class ProjectStats(BaseModel):
     trainer: TrainerStats
     quality: list[QualityPoint] = Field(description="One point per embedding version (the newest 500).")
     oracle: OracleStats
+    feed_held_back: HeldBackOut | None = Field(
+        default=None, description="Committed edges the feed holds back, and why (PostgreSQL only).")
 
 
 class ClusterSummary(BaseModel):

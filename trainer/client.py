@@ -38,6 +38,8 @@ class EdgePage:
     edges: list[EdgeRecord]
     next_cursor: str
     has_more: bool
+    # Committed edges the server's feed holds back behind an open transaction (see the API docs).
+    held_back: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class ApiClient:
             )
             for e in data["edges"]
         ]
-        return EdgePage(edges, str(data["next_cursor"]), bool(data["has_more"]))
+        return EdgePage(edges, str(data["next_cursor"]), bool(data["has_more"]), data.get("held_back"))
 
     def get_current_embedding(self, project: int) -> tuple[str, np.ndarray, np.ndarray]:
         """The current version's number, item ids (N,) int64 and vectors (N, D) float32.

@@ -93,6 +93,11 @@ def poll_feed(client: ApiClient, project: int, cursor: str, page: int) -> tuple[
         rows.extend(got.edges)
         cursor = got.next_cursor
         if not got.has_more:
+            if got.held_back:
+                h = got.held_back
+                log.warning("%s committed edges held back for %.0f s by transaction pid %s in database %s (%s)",
+                            h.get("edges"), h.get("oldest_edge_age_s") or 0.0, h.get("blocker_pid"),
+                            h.get("blocker_database"), h.get("blocker_state"))
             return rows, cursor
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -13,8 +14,8 @@ from pal.wire import NPY_MEDIA_TYPE, START_CURSOR
 from server import models
 from server.deps import DbSession, SettingsDep, TrainerProject
 from server.errors import ApiError
-from server.schemas import EdgePage, EmbeddingMeta, EmbeddingPublic
-from server.services.edges import edge_page
+from server.schemas import EdgePage, EmbeddingMeta, EmbeddingPublic, HeldBackOut
+from server.services.edges import edge_page, held_back
 from server.services.embeddings import parse_upload, store_version
 
 router = APIRouter(tags=["trainer feed"])
@@ -29,7 +30,10 @@ def edges(
     """A page of committed edges after ``cursor``, in commit order; pass ``next_cursor`` back.
     ``kind='retract'`` rows withdraw edge ``retracts_id`` (an undone answer)."""
     page, next_cursor, has_more = edge_page(db, project_id=project.id, cursor=cursor, limit=limit)
-    return EdgePage(edges=page, next_cursor=next_cursor, has_more=has_more)
+    # Only on the last page: there a consumer would otherwise read "nothing new" and not know why.
+    held = None if has_more else held_back(db, project_id=project.id)
+    return EdgePage(edges=page, next_cursor=next_cursor, has_more=has_more,
+                    held_back=None if held is None else HeldBackOut(**asdict(held)))
 
 
 async def _read_limited(upload: UploadFile, limit: int, field: str) -> bytes:

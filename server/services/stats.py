@@ -9,6 +9,7 @@ Time buckets are computed on epoch seconds so the same query runs on PostgreSQL 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server import models
-from server.schemas import ProjectPublic
+from server.schemas import HeldBackOut, ProjectPublic
 from server.schemas_stats import (
     AnnotatorStats,
     BudgetStats,
@@ -33,6 +34,7 @@ from server.schemas_stats import (
     ThroughputStats,
     TrainerStats,
 )
+from server.services.edges import held_back
 from server.services.project_state import ProjectState, get_state
 from server.timeutil import as_utc, utcnow
 
@@ -324,12 +326,14 @@ def project_stats(db: Session, project: models.Project, *, graph_max_age: float 
     graph = graph_stats(db, state, project.id, now, dialect)
     trainer, quality = trainer_and_quality(db, project, now)
     edges = graph.positive_edges + graph.negative_edges
+    held = held_back(db, project_id=project.id)
     return ProjectStats(
         generated_at=now, project=ProjectPublic.model_validate(project), items=len(state.item_ids),
         budget=budget_stats(db, project, now), throughput=throughput_stats(db, project.id, now, dialect),
         annotators=annotator_stats(db, project.id, now, dialect), graph=graph, trainer=trainer, quality=quality,
         oracle=OracleStats(name=project.oracle, target_match_share=project.target_match_share,
                            match_rate=graph.positive_edges / edges if edges else None, answer_edges=edges),
+        feed_held_back=None if held is None else HeldBackOut(**asdict(held)),
     )
 
 

@@ -15,7 +15,7 @@ from server import models
 from server.config import Settings
 from server.db import make_engine
 from tests.conftest import LiveServer
-from tests.support import make_project, make_user
+from tests.support import PG_ADMIN_URL, make_project, make_user
 
 
 def test_feed_delivers_out_of_order_commits_exactly_once(
@@ -70,3 +70,51 @@ def test_feed_delivers_out_of_order_commits_exactly_once(
     assert not poll.is_alive()
     assert len(delivered) == len(set(delivered))
     assert sorted(delivered) == sorted(committed)
+
+
+def test_feed_says_when_an_open_transaction_elsewhere_holds_edges_back(
+    live_server: LiveServer, db: Session, backend: str
+) -> None:
+    """A transaction left open in another database of the cluster holds new edges back; the feed,
+    the stats and /metrics name it, and deliver the edges once it ends."""
+    trainer = make_user(db, "trainer")
+    admin = make_user(db, "admin")
+    pid = make_project(db, n_items=4)
+    items = db.execute(sa.select(models.Item.id).where(models.Item.project_id == pid)).scalars().all()
+
+    def add_edge() -> int:
+        edge_id = db.execute(sa.insert(models.Edge).returning(models.Edge.id), [
+            {"project_id": pid, "src": items[0], "dst": items[1], "sign": 1, "weight": 1.0, "kind": "known"}]
+        ).scalar_one()
+        db.commit()
+        return int(edge_id)
+
+    def feed() -> dict:
+        with live_server.client(trainer.token) as client:
+            return client.get(f"/api/v1/projects/{pid}/edges").json()
+
+    if backend == "sqlite":
+        add_edge()
+        assert feed()["held_back"] is None  # writers are serialised: nothing is ever held back
+        return
+    other = sa.create_engine(PG_ADMIN_URL)  # the cluster's `postgres` database, not PAL's
+    try:
+        with other.connect() as conn:
+            conn.execute(sa.text("SELECT pg_current_xact_id()"))  # a write transaction: it holds the horizon
+            blocker_pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+            edge_id = add_edge()
+            page = feed()
+            assert page["edges"] == [] and page["has_more"] is False
+            held = page["held_back"]
+            assert held["edges"] == 1 and held["oldest_edge_age_s"] >= 0
+            assert held["blocker_pid"] == blocker_pid and held["blocker_database"] == "postgres"
+            with live_server.client(admin.token) as client:
+                stats = client.get(f"/api/v1/projects/{pid}/stats").json()
+                metrics = client.get("/metrics").text
+            assert stats["feed_held_back"]["blocker_pid"] == blocker_pid
+            assert f'pal_feed_held_back_edges{{project="{pid}"}} 1.0' in metrics
+            conn.rollback()
+        page = feed()
+        assert [e["id"] for e in page["edges"]] == [edge_id] and page["held_back"] is None
+    finally:
+        other.dispose()

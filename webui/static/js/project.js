@@ -134,6 +134,19 @@ function fillSettings(p) {
   settingsLoaded = true;
 }
 
+// Committed answers the edge feed cannot deliver yet: the trainer and other server processes do
+// not see them until the transaction that holds them back ends (docs/operations.md).
+function renderHeldBack(held) {
+  const el = $("feed-held");
+  el.hidden = !held;
+  if (!held) return;
+  const who = held.blocker_pid == null ? "an open transaction"
+    : `transaction pid ${held.blocker_pid} in database “${held.blocker_database}” (${held.blocker_state || "running"}, ` +
+      `open ${Math.round(held.blocker_age_s)} s)`;
+  el.textContent = `${fmtInt(held.edges)} committed edges are held back from the trainer for ` +
+    `${Math.round(held.oldest_edge_age_s)} s by ${who}.`;
+}
+
 async function poll() {
   try {
     const s = await api("GET", `projects/${pid}/stats`);
@@ -141,6 +154,7 @@ async function poll() {
     renderKpis(s);
     renderAnnotators(s.annotators);
     renderFacts(s);
+    renderHeldBack(s.feed_held_back);
     if (!settingsLoaded) fillSettings(s.project);
     if (!charts && window.Chart) charts = makeCharts(window.Chart);
     if (charts) charts.update(s);
