@@ -19,6 +19,7 @@ from pal.core.oracle import OracleContext, TaskSpec, get_oracle
 from pal.core.oracle.base import NoTaskAvailable
 from server import models
 from server.config import Settings
+from server.db import use_autocommit
 from server.schemas import ClaimReason
 from server.services.project_state import ProjectState, get_state
 from server.services.projects import get_project_for
@@ -30,8 +31,7 @@ from server.services.tasks import (
     retry_on_conflict,
     take_slot,
 )
-
-NEEDS_FEATURES = {"active", "uncertainty"}
+from server.services.warmup import FALLBACK_ORACLE, NEEDS_FEATURES, is_ready, ready_state, warming_task
 
 
 def autocommitting(db: Session) -> bool:
@@ -89,6 +89,14 @@ def _claim_once(db: Session, *, user: models.User, project_id: int, settings: Se
     if project.budget_spent >= project.budget_cap:
         return ClaimReason.BUDGET_EXHAUSTED
     state = get_state(project.id)
+    if not is_ready(state, project.oracle) and _wait_for_state(db, project) is None:
+        busy = items_in_flight(db, project_id=project.id)
+        spec = warming_task(db, project_id=project.id, n_candidates=project.n_candidates, busy=busy)
+        _end_step(db)
+        if spec is not None:
+            return _issue(db, project=project, spec=spec, oracle=FALLBACK_ORACLE, user_id=user.id,
+                          lease_seconds=settings.lease_seconds)
+        # Every item is in some edge or grid: this claim builds the state itself.
     state.refresh(db, max_age=settings.graph_refresh_seconds)
     busy = items_in_flight(db, project_id=project.id)
     _end_step(db)
@@ -101,6 +109,18 @@ def _claim_once(db: Session, *, user: models.User, project_id: int, settings: Se
     spec, oracle_name = chosen
     return _issue(db, project=project, spec=spec, oracle=oracle_name, user_id=user.id,
                   lease_seconds=settings.lease_seconds)
+
+
+def _wait_for_state(db: Session, project: models.Project) -> ProjectState | None:
+    """The project's state if its build (started here if none runs) ends within a short wait;
+    the session's pooled connection is given back meanwhile, so a burst of claims on a cold
+    process does not empty the pool."""
+    autocommit = autocommitting(db)
+    db.close()
+    state = ready_state(project)
+    if autocommit:
+        use_autocommit(db)
+    return state
 
 
 def _issue(db: Session, *, project: models.Project, spec: TaskSpec, oracle: str, user_id: int,
