@@ -117,6 +117,30 @@ def cmd_known_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("embeddings")
+def cmd_embeddings(args: argparse.Namespace) -> int:
+    from server.admin import find_project
+    from server.errors import ApiError
+    from server.services.embedding_import import import_embedding
+
+    try:
+        raw = Path(args.vectors).read_bytes()
+        index = None if args.index is None else Path(args.index).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"pal embeddings import: {exc}", file=sys.stderr)
+        return 2
+    with _db_session() as db:
+        project = find_project(db, args.project)
+        try:
+            version = import_embedding(db, project=project, vectors_raw=raw, index_text=index)
+        except ApiError as exc:
+            print(f"pal embeddings import: {exc.message}", file=sys.stderr)
+            return 2
+    print(f"embedding version {version.version} of project {project.id}: {version.n_items} items x {version.dim}, "
+          "current now")
+    return 0
+
+
 @command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     from pal.demo import run_demo
@@ -188,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("known-labels", help="give known labels (CSV: item_id or source, label) to a project")
     p.add_argument("--project", required=True, help="project id or name")
     p.add_argument("csv", help="CSV file with a label column and an item_id or source column")
+
+    p = sub.add_parser("embeddings", help="embeddings you bring: pal embeddings import --project P FILE.npy")
+    p.add_argument("action", choices=["import"], help="import: publish the vectors as the current embedding")
+    p.add_argument("vectors", help=".npy float (N, D), one row per item")
+    p.add_argument("--project", required=True, help="project id or name")
+    p.add_argument("--index", help="CSV with an item_id or a source column, one line per row "
+                                   "(default: rows follow the project's items in id order)")
 
     p = sub.add_parser("demo", help="one command: database, demo data, server and trainer")
     p.add_argument("--host", default="127.0.0.1")

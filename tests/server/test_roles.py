@@ -57,6 +57,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/projects/{project_id}/embeddings"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/embeddings/current/vectors"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/embeddings/current/item_ids"): TRAIN,
+    ("POST", "/api/v1/projects/{project_id}/embeddings/import"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/exports/edges.csv"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/exports/embeddings.npy"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/exports/embedding_index.csv"): ADMIN,
