@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -72,23 +74,70 @@ def ready_state(project: models.Project, wait: float = WAIT_SECONDS) -> ProjectS
     return state if is_ready(state, project.oracle) else None
 
 
-_UNTOUCHED = sa.text(
-    """
-    SELECT id FROM items
-     WHERE project_id = :project_id
-       AND id NOT IN (SELECT src FROM edges WHERE project_id = :project_id
-                      UNION SELECT dst FROM edges WHERE project_id = :project_id)
-     ORDER BY random()
-     LIMIT :limit
-    """
-)
+# Edges may commit out of id order (PostgreSQL assigns ids at insert): each catch-up re-reads this
+# many ids below the last one seen, so a late commit is not missed.
+REREAD_IDS = 1000
+
+
+@dataclass
+class _Untouched:
+    """Per project and process, while its state builds: every item id, and those an edge mentions."""
+
+    ids: np.ndarray  # (N,) int64
+    touched: set[int] = field(default_factory=set)
+    last_edge: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_untouched: dict[int, _Untouched] = {}
+_rng = np.random.default_rng()
+
+
+def _untouched_for(db: Session, project_id: int) -> _Untouched:
+    with _builds_lock:
+        cache = _untouched.get(project_id)
+    if cache is None:
+        ids = np.asarray(db.execute(sa.select(models.Item.id).where(models.Item.project_id == project_id))
+                         .scalars().all(), dtype=np.int64)
+        cache = _Untouched(ids=ids)
+        with _builds_lock:
+            cache = _untouched.setdefault(project_id, cache)
+    return cache
+
+
+def _catch_up(db: Session, project_id: int, cache: _Untouched) -> None:
+    rows = db.execute(sa.select(models.Edge.id, models.Edge.src, models.Edge.dst).where(
+        models.Edge.project_id == project_id, models.Edge.id > cache.last_edge - REREAD_IDS)).all()
+    for edge_id, src, dst in rows:
+        cache.touched.update((int(src), int(dst)))
+        cache.last_edge = max(cache.last_edge, int(edge_id))
 
 
 def warming_task(db: Session, *, project_id: int, n_candidates: int, busy: frozenset[int]) -> TaskSpec | None:
     """A grid of items no edge mentions and no grid in flight shows (any pair of them is unknown),
-    or None when too few are left (then the claim waits for the state instead)."""
-    rows = db.execute(_UNTOUCHED, {"project_id": project_id, "limit": n_candidates + 1 + len(busy)}).scalars()
-    items = [int(i) for i in rows if int(i) not in busy][: n_candidates + 1]
-    if len(items) < 2:
-        return None
-    return TaskSpec(reference=items[0], candidates=items[1:])
+    or None when too few are left (then the claim waits for the state instead). The item ids and
+    the edges are read once per process and then only the new edges, so a burst of claims on a big
+    project costs one index range scan each."""
+    cache = _untouched_for(db, project_id)
+    with cache.lock:
+        _catch_up(db, project_id, cache)
+        want = n_candidates + 1
+        picked: list[int] = []
+        for draw in (_rng.choice(cache.ids, min(len(cache.ids), 8 * want), replace=False), _rng.permutation(cache.ids)):
+            for item in draw.tolist():
+                if item not in cache.touched and item not in busy and item not in picked:
+                    picked.append(item)
+                    if len(picked) == want:
+                        break
+            if len(picked) == want:
+                break
+        if len(picked) < 2:
+            return None
+        cache.touched.update(picked)  # shown now: never again in a warming grid of this process
+    return TaskSpec(reference=picked[0], candidates=picked[1:])
+
+
+def forget_untouched() -> None:
+    """Drop the per-project caches (tests, and a process whose states were reset)."""
+    with _builds_lock:
+        _untouched.clear()

@@ -28,16 +28,22 @@ def _add_edge(db: Session, pid: int, src: int, dst: int) -> None:
 
 
 def test_warming_grid_shows_only_items_no_edge_or_grid_mentions(db: Session) -> None:
-    pid = make_project(db, n_items=12)
+    warmup.forget_untouched()
+    pid = make_project(db, n_items=20)
     items = _items(db, pid)
     _add_edge(db, pid, items[0], items[1])
     _add_edge(db, pid, items[2], items[0])
     busy = frozenset(items[3:6])
     for _ in range(5):
+        warmup.forget_untouched()
         spec = warmup.warming_task(db, project_id=pid, n_candidates=4, busy=busy)
         assert spec is not None and len(spec.candidates) == 4
         shown = {spec.reference, *spec.candidates}
         assert len(shown) == 5 and not shown & ({items[0], items[1], items[2]} | busy)
+    # A grid shown by this process is never shown again; an edge written meanwhile is seen.
+    _add_edge(db, pid, items[7], items[8])
+    again = warmup.warming_task(db, project_id=pid, n_candidates=1, busy=busy)
+    assert again is not None and not {again.reference, *again.candidates} & (shown | {items[7], items[8]})
     assert warmup.warming_task(db, project_id=pid, n_candidates=4, busy=frozenset(items[2:])) is None
 
 
@@ -48,9 +54,11 @@ def stalled_build(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     monkeypatch.setattr(warmup, "_build", lambda project_id, oracle: release.wait(30))
     monkeypatch.setattr(warmup, "WAIT_SECONDS", 0.0)
     forget_states()
+    warmup.forget_untouched()
     yield release
     release.set()
     forget_states()
+    warmup.forget_untouched()
 
 
 def _claim(db: Session, user_id: int, pid: int, url: str) -> models.Task:
