@@ -14,7 +14,9 @@ from server import models
 from server.deps import SESSION_COOKIE, CurrentUser, DbSession, SettingsDep
 from server.errors import ApiError
 from server.schemas import InviteAccept, LoginRequest, LoginResponse, UserPublic
+from server.schemas_accounts import PasswordChange
 from server.security import hash_password, hash_token, new_token, verify_password
+from server.services import users
 from server.timeutil import as_utc, utcnow
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -99,6 +101,20 @@ def me(request: Request, db: DbSession, user: CurrentUser) -> LoginResponse:
         ws = db.get(models.WebSession, hash_token(cookie))
         csrf = ws.csrf_token if ws else ""
     return LoginResponse(user=UserPublic.model_validate(user), csrf_token=csrf)
+
+
+@router.post("/password", status_code=204)
+def change_password(body: PasswordChange, request: Request, db: DbSession, user: CurrentUser) -> Response:
+    """Change one's own password. Every other session of the account ends (the one making the change
+    stays signed in); API tokens are not touched (revoke them separately)."""
+    stored = db.get(models.User, user.id)
+    assert stored is not None
+    if not verify_password(body.current_password, stored.password_hash):
+        raise ApiError(401, "bad_credentials", "the current password is wrong", field="current_password")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    users.set_password(db, stored, body.new_password, keep=hash_token(cookie) if cookie else None,
+                       field="new_password")
+    return Response(status_code=204)
 
 
 @router.post("/invites/{token}/accept", response_model=LoginResponse)

@@ -86,15 +86,6 @@ def invite(project: AdminProject, body: InviteCreate, request: Request, db: DbSe
     return InvitePublic(id=row.id, project_id=project.id, token=token, url=url, expires_at=row.expires_at)
 
 
-@router.post("/{project_id}/members/{user_id}", status_code=204)
-def add_member(project: AdminProject, user_id: int, db: DbSession) -> None:
-    if db.get(models.User, user_id) is None:
-        raise ApiError(404, "not_found", f"user {user_id} not found", field="user_id")
-    if db.get(models.ProjectMember, (project.id, user_id)) is None:
-        db.add(models.ProjectMember(project_id=project.id, user_id=user_id))
-        db.commit()
-
-
 def _report(db: Session, project_id: int, result: imports.ImportResult) -> ImportReport:
     total = db.scalar(sa.select(sa.func.count()).where(models.Item.project_id == project_id)) or 0
     return ImportReport(imported=result.imported, skipped=result.skipped, total_items=total)
