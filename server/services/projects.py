@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,30 @@ def create_project(db: Session, body: ProjectCreate) -> models.Project:
     db.add(project)
     db.commit()
     return project
+
+
+def update_project(db: Session, project: models.Project, changes: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Apply validated ``ProjectUpdate`` fields (``None`` leaves a field as it is, except
+    ``webhook_url``, where it removes the hook); returns {field: (old, new)} for what changed.
+    Checked before anything is written, so a refused update stores nothing."""
+    cap = changes.get("budget_cap")
+    if cap is not None and cap < project.budget_spent:
+        raise ApiError(422, "budget_below_spent",
+                       f"budget_cap {cap} is below the {project.budget_spent} tasks already issued", field="budget_cap")
+    changed: dict[str, tuple[Any, Any]] = {}
+    for key, value in changes.items():
+        if value is None and key != "webhook_url":
+            continue
+        old = getattr(project, key)
+        if old != value:
+            changed[key] = (old, value)
+            setattr(project, key, value)
+    try:
+        db.commit()
+    except sa.exc.IntegrityError as exc:
+        db.rollback()
+        raise ApiError(409, "conflict", "the update conflicts with the stored project (name taken?)") from exc
+    return changed
 
 
 def get_project_for(db: Session, user: models.User, project_id: int) -> models.Project:
