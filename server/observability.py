@@ -305,11 +305,15 @@ def _embedding_metrics(db: sa.orm.Session, project_ids: list[int], edge_totals: 
 
 
 def _outbox_metrics(db: sa.orm.Session) -> Metric:
-    outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed).",
-                                 labels=["project", "status"])
+    """Outbox rows by status; per project only when /metrics needs a token. Open to anyone, which
+    project's deliveries fail would tell an outsider whether its receiver answers."""
+    outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed); "
+                                 "project is 'all' unless PAL_METRICS_TOKEN is set.", labels=["project", "status"])
+    per_project = bool(get_settings().metrics_token)
+    we = models.WebhookEvent
+    project = we.project_id if per_project else sa.literal("all")
     for pid, status, count in db.execute(
-        sa.select(models.WebhookEvent.project_id, models.WebhookEvent.status, sa.func.count())
-        .group_by(models.WebhookEvent.project_id, models.WebhookEvent.status)
+        sa.select(project, we.status, sa.func.count()).group_by(*([we.project_id] if per_project else []), we.status)
     ):
         outbox_g.add_metric([str(pid), status], int(count))
     return outbox_g
