@@ -117,24 +117,48 @@ def change_password(body: PasswordChange, request: Request, db: DbSession, user:
     return Response(status_code=204)
 
 
+# Refused acceptances one invite link takes before it is spent: enough for typos, too few to probe
+# which e-mail addresses have accounts (or to guess an account's password) through one link.
+INVITE_TRIES = 5
+
+
+def _refuse_invite(db: DbSession, invite: models.Invite, error: ApiError) -> ApiError:
+    """Count a refused try on the invite (the link dies at ``INVITE_TRIES``) and commit it."""
+    invite.failed_attempts += 1
+    if invite.failed_attempts >= INVITE_TRIES:
+        invite.used_at = utcnow()  # spent: "unknown, used or expired" from now on
+    db.commit()
+    return error
+
+
 @router.post("/invites/{token}/accept", response_model=LoginResponse)
 def accept_invite(token: str, body: InviteAccept, request: Request, response: Response, db: DbSession,
                   settings: SettingsDep) -> LoginResponse:
+    """Join the invite's project: a new e-mail gets a new annotator account; the e-mail of an existing
+    account joins with that account's password (an annotator can be invited to a second project).
+    A wrong password for an existing account gets the same answer as a wrong sign-in, never "this
+    e-mail exists", and every refused try counts against the link."""
     invite = db.execute(
         sa.select(models.Invite).where(models.Invite.token_hash == hash_token(token)).with_for_update()
     ).scalar_one_or_none()
     if invite is None or invite.used_at is not None or as_utc(invite.expires_at) < utcnow():
         raise ApiError(404, "invite_invalid", "this invite link is unknown, used or expired", field="token")
     if invite.email and invite.email.lower() != body.email.lower():
-        raise ApiError(422, "invite_email", "this invite is for another e-mail address", field="email")
-    existing = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == body.email.lower())
-                          ).scalar_one_or_none()
-    if existing is not None:
-        raise ApiError(409, "email_taken", "an account with this e-mail exists; sign in instead", field="email")
-    user = models.User(email=body.email, name=body.name, role="annotator", password_hash=hash_password(body.password))
-    db.add(user)
-    db.flush()
-    db.add(models.ProjectMember(project_id=invite.project_id, user_id=user.id))
+        raise _refuse_invite(db, invite, ApiError(422, "invite_email", "this invite is for another e-mail address",
+                                                  field="email"))
+    user = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == body.email.lower())
+                      ).scalar_one_or_none()
+    if user is None:
+        user = models.User(email=body.email, name=body.name, role="annotator",
+                           password_hash=hash_password(body.password))
+        db.add(user)
+        db.flush()
+    elif not verify_password(body.password, user.password_hash) or not user.is_active:
+        raise _refuse_invite(db, invite, ApiError(
+            401, "bad_credentials", "wrong e-mail or password (to join with an account you have, give its "
+            "password)", field="password"))
+    if db.get(models.ProjectMember, (invite.project_id, user.id)) is None:
+        db.add(models.ProjectMember(project_id=invite.project_id, user_id=user.id))
     invite.used_by, invite.used_at = user.id, utcnow()
     db.commit()
     csrf = start_session(db, response, user, settings, request.cookies.get(SESSION_COOKIE))
