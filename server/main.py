@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from pal import __version__
 from server.config import get_settings
 from server.errors import install_error_handlers
+from server.log_redaction import install_access_log_redaction
 from server.observability import RequestContextMiddleware, configure_json_logging
 from server.observability import router as metrics_router
 from server.routers import (
@@ -35,6 +36,7 @@ API_PREFIX = "/api/v1"
 def create_app() -> FastAPI:
     if get_settings().log_json:
         configure_json_logging()
+    install_access_log_redaction()
     app = FastAPI(title="PAL", version=__version__, lifespan=webhook_lifespan,
                   description="Label datasets from cheap 'spot the outliers' answers.",
                   docs_url=None, redoc_url=None)  # /docs: server/security_headers.py (vendored, strict CSP)

@@ -46,6 +46,7 @@ from pal.wire import parse_cursor
 from server import models
 from server.config import get_settings
 from server.errors import ApiError
+from server.log_redaction import mask_url
 from server.security import constant_time_equal
 from server.timeutil import as_utc, utcnow
 
@@ -122,9 +123,10 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(method, route).observe(elapsed)
             state = scope.get("state") or {}
             client = scope.get("client")
+            path = mask_url(str(scope.get("path", "")))  # invite tokens are credentials
             access_log.info(
-                "%s %s %s", method, scope.get("path", ""), status,
-                extra={"method": method, "path": scope.get("path", ""), "route": route, "status": status,
+                "%s %s %s", method, path, status,
+                extra={"method": method, "path": path, "route": route, "status": status,
                        "duration_ms": round(elapsed * 1000, 2), "user_id": state.get("user_id"),
                        "client": client[0] if client else None},
             )
