@@ -104,12 +104,19 @@ def me(request: Request, db: DbSession, user: CurrentUser) -> LoginResponse:
 
 
 @router.post("/password", status_code=204)
-def change_password(body: PasswordChange, request: Request, db: DbSession, user: CurrentUser) -> Response:
+def change_password(body: PasswordChange, request: Request, db: DbSession, user: CurrentUser,
+                    settings: SettingsDep) -> Response:
     """Change one's own password. Every other session of the account ends (the one making the change
     stays signed in); API tokens are not touched (revoke them separately)."""
     stored = db.get(models.User, user.id)
     assert stored is not None
+    # Throttled like sign-in: a stolen session must not become a way to guess the password.
+    key = (request.client.host if request.client else "?", stored.email.lower())
+    if limiter.blocked(key, settings.login_attempts_per_minute):
+        raise ApiError(429, "too_many_attempts", "too many wrong passwords; wait a minute",
+                       headers={"Retry-After": "60"})
     if not verify_password(body.current_password, stored.password_hash):
+        limiter.fail(key)
         raise ApiError(401, "bad_credentials", "the current password is wrong", field="current_password")
     cookie = request.cookies.get(SESSION_COOKIE)
     users.set_password(db, stored, body.new_password, keep=hash_token(cookie) if cookie else None,

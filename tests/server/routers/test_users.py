@@ -188,3 +188,14 @@ def test_cookie_admin_changes_need_the_csrf_header(live_server: LiveServer, db: 
         assert refused.status_code == 403 and ended.status_code == 403
         browser.headers["X-CSRF-Token"] = csrf
         assert browser.patch(f"/api/v1/users/{user.id}", json={"is_active": False}).status_code == 200
+
+
+def test_guessing_the_current_password_is_throttled(live_server: LiveServer, db: Session) -> None:
+    user = make_user(db, "annotator")
+    with signed_in(live_server, user.email) as browser:
+        codes = [browser.post("/api/v1/auth/password", json={"current_password": f"guess number {n}",
+                                                            "new_password": NEW_PASSWORD}).status_code
+                 for n in range(11)]
+        right = browser.post("/api/v1/auth/password", json={"current_password": PASSWORD,
+                                                            "new_password": NEW_PASSWORD})
+    assert codes == [401] * 10 + [429] and right.status_code == 429
