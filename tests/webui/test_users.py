@@ -73,9 +73,10 @@ def test_admin_disables_enables_and_manages_tokens_and_password(
     page.wait_for_function("() => document.getElementById('pw-new').value === ''")
     assert status(victim) == 401
     victim.login(user.email, "a fresh long phrase")
-    row.locator("[data-action=end-sessions]").click()
-    page.wait_for_function(f"() => document.querySelector(\"#users-body tr[data-user-id='{user.id}'] td:nth-child(4)\")"
-                           ".textContent === '0'")
+    with page.expect_response(lambda r: r.request.method == "DELETE" and r.url.endswith("/sessions")) as ended:
+        row.locator("[data-action=end-sessions]").click()
+    assert ended.value.json() == {"ended": 1}
+    page.locator("#toasts", has_text="1 session ended").wait_for()
     assert status(victim) == 401
 
 
