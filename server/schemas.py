@@ -151,7 +151,8 @@ class ProjectAnnotatorView(BaseModel):
 
 
 class InviteCreate(Strict):
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
+                              description="Only this address may accept the invite (none: anyone with the link).")
     expires_hours: int = Field(default=72, ge=1, le=24 * 90)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server import models
@@ -78,3 +79,13 @@ def test_wrong_email_on_an_addressed_invite_counts_as_a_try(live_server: LiveSer
                  for n in range(INVITE_TRIES)]
         right = _accept(client, token, email, "a long new phrase")
     assert wrong == [422] * INVITE_TRIES and right.status_code == 404
+
+
+def test_an_invite_for_something_that_is_not_an_email_is_refused(live_server: LiveServer, db: Session) -> None:
+    admin = make_user(db, "admin")
+    pid = make_project(db, n_items=0)
+    with live_server.client(admin.token) as client:
+        resp = client.post(f"/api/v1/projects/{pid}/invites", json={"email": "not an address"})
+    assert resp.status_code == 422 and resp.json()["error"]["fields"][0]["field"] == "email"
+    db.expire_all()
+    assert db.scalar(sa.select(sa.func.count()).select_from(models.Invite).where(models.Invite.project_id == pid)) == 0
