@@ -165,6 +165,11 @@ def test_screenshots_of_both_pages(open_context: Callable[..., Watched], populat
     page.goto(f"/admin/projects/{populated.pid}")
     page.wait_for_function("() => document.getElementById('k-version').textContent === 'v3'")
     page.wait_for_function("() => document.querySelectorAll('#cluster-thumbs img').length > 0")
+    # The thumbnails load lazily: bring them on screen, wait until they are drawn, then go back up.
+    page.locator("#cluster-thumbs").scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#cluster-thumbs img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    page.evaluate("() => window.scrollTo(0, 0)")
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOTS / f"admin-{name}.png"), full_page=not phone)
