@@ -7,6 +7,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
+
+from pal import cli_accounts
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -18,6 +21,9 @@ def command(name: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
+
+
+COMMANDS.update(cli_accounts.HANDLERS)
 
 
 def _db_session():  # type: ignore[no-untyped-def]
@@ -51,36 +57,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("user")
-def cmd_user(args: argparse.Namespace) -> int:
-    from server.admin import ensure_user
-
-    with _db_session() as db:
-        user = ensure_user(db, email=args.email, role=args.role, password=args.password, name=args.name)
-        print(f"user {user.id} {user.email} ({user.role})")
-    return 0
-
-
-@command("token")
-def cmd_token(args: argparse.Namespace) -> int:
-    from server.admin import new_token_for
-
-    with _db_session() as db:
-        print(new_token_for(db, email=args.email, name=args.name))
-    return 0
+# ``pal project`` option -> the project setting it sets (errors name the option the user typed).
+PROJECT_OPTIONS = {"n_candidates": "--n", "redundancy": "--redundancy", "oracle": "--oracle",
+                   "budget_cap": "--budget", "gold_rate": "--gold-rate", "description": "--description"}
 
 
 @command("project")
 def cmd_project(args: argparse.Namespace) -> int:
-    from server.admin import ensure_project
-    from server.schemas import ProjectCreate
+    """Create the project, or, when the name exists, change the settings given on the command line
+    (and only those), saying which changed."""
+    import sqlalchemy as sa
 
+    from server import models
+    from server.admin import ensure_project
+    from server.schemas import ProjectCreate, ProjectUpdate
+    from server.services.projects import update_project
+
+    given = {key: getattr(args, key) for key in PROJECT_OPTIONS if getattr(args, key) is not None}
     with _db_session() as db:
-        project = ensure_project(db, ProjectCreate(
-            name=args.name, n_candidates=args.n, redundancy=args.redundancy, oracle=args.oracle,
-            budget_cap=args.budget, gold_rate=args.gold_rate,
-        ))
-        print(f"project {project.id} {project.name!r}")
+        project = db.execute(sa.select(models.Project).where(models.Project.name == args.name)).scalar_one_or_none()
+        if project is None:
+            project = ensure_project(db, ProjectCreate(name=args.name, **given))
+            print(f"project {project.id} {project.name!r} created")
+            return 0
+        changed = update_project(db, project, ProjectUpdate(**given).model_dump(exclude_unset=True))
+    if not given:
+        print(f"project {project.id} {project.name!r} exists; no setting given, nothing changed")
+    elif not changed:
+        print(f"project {project.id} {project.name!r} exists and already has these settings; nothing changed")
+    else:
+        told = ", ".join(f"{PROJECT_OPTIONS[k]} {old} -> {new}" for k, (old, new) in changed.items())
+        print(f"project {project.id} {project.name!r} exists; updated {told}")
     return 0
 
 
@@ -171,8 +178,15 @@ _forward("bench", "bench.cli")
 _forward("audit", "server.audit")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the usage itself is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pal", description=__doc__)
+    parser = Parser(prog="pal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("migrate", help="apply the Alembic migrations (PAL_DATABASE_URL)")
@@ -186,23 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     p.add_argument("--migrate", action="store_true", help="apply migrations first")
 
-    p = sub.add_parser("user", help="create or update a user")
-    p.add_argument("--email", required=True)
-    p.add_argument("--role", choices=["admin", "annotator", "trainer"], required=True)
-    p.add_argument("--password", default=None)
-    p.add_argument("--name", default="")
+    cli_accounts.add_parsers(sub)
 
-    p = sub.add_parser("token", help="issue an API token for a user (printed once)")
-    p.add_argument("--email", required=True)
-    p.add_argument("--name", default="cli")
-
-    p = sub.add_parser("project", help="create a project (no-op if the name exists)")
-    p.add_argument("--name", required=True)
-    p.add_argument("--n", type=int, default=8, help="candidates per grid")
-    p.add_argument("--redundancy", type=int, default=1)
-    p.add_argument("--oracle", default="active", choices=["random", "active", "uncertainty"])
-    p.add_argument("--budget", type=int, default=1000)
-    p.add_argument("--gold-rate", type=float, default=0.0)
+    p = sub.add_parser("project", help="create a project, or change the given settings of an existing one")
+    p.add_argument("--name", required=True, help="the project's name (an existing name: its settings change)")
+    p.add_argument("--n", dest="n_candidates", type=int, default=None, help="candidates per grid, 1-24 (default 8)")
+    p.add_argument("--redundancy", type=int, default=None, help="answers per grid, 1-10 (default 1)")
+    p.add_argument("--oracle", default=None, choices=["random", "active", "uncertainty"],
+                   help="how grids are chosen (default active)")
+    p.add_argument("--budget", dest="budget_cap", type=int, default=None,
+                   help="most grids that may be issued (default 1000)")
+    p.add_argument("--gold-rate", type=float, default=None, help="share of grids with control pairs, 0-1 (default 0)")
+    p.add_argument("--description", default=None, help="shown to annotators")
 
     p = sub.add_parser("import", help="import a folder, CSV/JSONL manifest or .npz into a project")
     p.add_argument("--project", required=True, help="project id or name")
@@ -247,7 +256,38 @@ def main(argv: list[str] | None = None) -> int:
         # argparse.REMAINDER does not capture a leading "--flag": hand the arguments over untouched.
         return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:  # a refused input is one line and exit 2, never a traceback
+        message = refusal(exc)
+        if message is None:
+            raise
+        print(f"pal {args.command}: {message}", file=sys.stderr)
+        return 2
+
+
+def refusal(exc: Exception) -> str | None:
+    """The one-line reason for an error the user can act on, or None for a bug (shown in full)."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import OperationalError
+
+    from server.errors import ApiError
+
+    if isinstance(exc, ApiError):
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{_option(e['loc'])}: {e['msg']}" for e in exc.errors())
+    if isinstance(exc, OperationalError):
+        from server.config import get_settings
+
+        where = get_settings().database_url.split("@")[-1]
+        return f"the database {where} is unreachable or not migrated (run pal migrate): {exc.orig}"
+    return None
+
+
+def _option(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "?"
+    return PROJECT_OPTIONS.get(name, name)
 
 
 if __name__ == "__main__":

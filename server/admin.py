@@ -18,19 +18,30 @@ from server.services.projects import create_project
 from server.services.users import create_token
 
 
-def ensure_user(db: Session, *, email: str, role: str, password: str | None, name: str = "") -> models.User:
-    """Create or update a user; a password that breaks the policy exits with the rule on one line."""
+def ensure_user(db: Session, *, email: str, role: str | None, password: str | None,
+                name: str | None = "") -> models.User:
+    """Create or update a user; a password that breaks the policy exits with the rule on one line.
+    A new password for an existing user ends their browser sessions (whoever knew the old one is
+    signed out); ``None`` leaves the role or name as they are."""
     if password:
         problem = password_problem(password, email)
         if problem:
             raise SystemExit(f"password: {problem}")
-    user = db.execute(sa.select(models.User).where(models.User.email == email)).scalar_one_or_none()
+    user = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == email.strip().lower())
+                      ).scalar_one_or_none()
     if user is None:
-        user = models.User(email=email, name=name, role=role)
+        if role is None:
+            raise SystemExit(f"no user with e-mail {email}; give --role to create one")
+        user = models.User(email=email, name=name or "", role=role)
         db.add(user)
-    user.role = role
+    if role is not None:
+        user.role = role
+    if name is not None:
+        user.name = name
     if password:
         user.password_hash = hash_password(password)
+        if user.id is not None:
+            db.execute(sa.delete(models.WebSession).where(models.WebSession.user_id == user.id))
     db.commit()
     return user
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from server.webhook_guard import Network
 
 
 class Settings(BaseSettings):
@@ -65,6 +69,12 @@ class Settings(BaseSettings):
     webhook_worker: bool = Field(
         default=True, description="Run the webhook delivery worker in each server process (safe with several)."
     )
+    webhook_allow_networks: str = Field(
+        default="",
+        description="Internal networks that webhooks may reach, comma-separated (e.g. '10.0.0.0/8,127.0.0.1'). "
+        "Empty: webhook URLs on loopback, private, link-local and other internal addresses are refused when "
+        "saved and when delivered (a webhook could otherwise probe the server's own network).",
+    )
     webhook_poll_seconds: float = Field(default=2.0, gt=0, description="How often the worker looks for due events.")
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST.")
     webhook_backoff_seconds: float = Field(
@@ -78,6 +88,20 @@ class Settings(BaseSettings):
         default=10_000, ge=0,
         description="Send a trainer.lag webhook when this many edges wait unconsumed by the trainer (0: never).",
     )
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from server.webhook_guard import parse_networks
+
+        parse_networks(value)  # a typo fails at start-up, not at the first delivery
+        return value
+
+    @property
+    def webhook_networks(self) -> tuple[Network, ...]:
+        from server.webhook_guard import parse_networks
+
+        return parse_networks(self.webhook_allow_networks)
 
     @property
     def is_sqlite(self) -> bool:

@@ -52,7 +52,8 @@ _USER_COLUMNS = tuple(models.User.__table__.c)
 
 
 _BEARER_SQL = (
-    f"SELECT {', '.join('u.' + c.name for c in _USER_COLUMNS)} FROM api_tokens t JOIN users u ON u.id = t.user_id"
+    f"SELECT {', '.join('u.' + c.name for c in _USER_COLUMNS)}, t.expires_at"
+    " FROM api_tokens t JOIN users u ON u.id = t.user_id"
     " WHERE t.token_hash = %s AND t.revoked_at IS NULL"
 )
 _COOKIE_SQL = (
@@ -72,15 +73,21 @@ class Credentials:
     csrf_sent: str
 
     def accept(self, row: Any) -> models.User | None:
-        """The caller from the lookup's row (user columns, then for a cookie its CSRF token and
-        expiry), or None for an ended session. Raises 401 for an unknown or revoked token or a
-        disabled account, 403 for a cookie session's missing or wrong CSRF token."""
+        """The caller from the lookup's row (user columns, then for a token its expiry, for a cookie
+        its CSRF token and expiry), or None for an ended session. Raises 401 for an unknown, revoked
+        or expired token or a disabled account, 403 for a cookie session's missing or wrong CSRF token."""
         if self.bearer is not None and row is None:
             raise ApiError(401, "unauthenticated", "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
         if row is None:
             return None
         user = models.User(**{c.key: row[i] for i, c in enumerate(_USER_COLUMNS)})
-        if self.bearer is None:
+        if self.bearer is not None:
+            # Compared here, not in SQL: SQLite stores date-times as text, and the clock is the server's.
+            token_expires = row[_N_USER]
+            if token_expires is not None and as_utc(token_expires) <= utcnow():
+                raise ApiError(401, "unauthenticated", "this token has expired; ask an admin for a new one",
+                               headers={"WWW-Authenticate": "Bearer"})
+        else:
             csrf_token, expires_at = row[_N_USER], row[_N_USER + 1]
             if as_utc(expires_at) < utcnow():
                 return None
@@ -118,7 +125,8 @@ CredentialsDep = Annotated[Credentials, Depends(credentials)]
 def lookup_in_thread(creds: Credentials) -> models.User | None:
     """SQLite: the same lookup on a short session of its own, which gives its connection back at once."""
     if creds.bearer is not None:
-        query = (sa.select(*_USER_COLUMNS).join(models.ApiToken, models.ApiToken.user_id == models.User.id)
+        query = (sa.select(*_USER_COLUMNS, models.ApiToken.expires_at)
+                 .join(models.ApiToken, models.ApiToken.user_id == models.User.id)
                  .where(models.ApiToken.token_hash == hash_token(creds.bearer), models.ApiToken.revoked_at.is_(None)))
     else:
         assert creds.cookie is not None

@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from pal import __version__
 from server.config import get_settings
 from server.errors import install_error_handlers
+from server.log_redaction import install_access_log_redaction
 from server.observability import RequestContextMiddleware, configure_json_logging
 from server.observability import router as metrics_router
 from server.routers import (
@@ -20,6 +21,7 @@ from server.routers import (
     health,
     items,
     known_labels,
+    members,
     pages,
     projects,
     stats,
@@ -35,13 +37,15 @@ API_PREFIX = "/api/v1"
 def create_app() -> FastAPI:
     if get_settings().log_json:
         configure_json_logging()
+    install_access_log_redaction()
     app = FastAPI(title="PAL", version=__version__, lifespan=webhook_lifespan,
                   description="Label datasets from cheap 'spot the outliers' answers.",
                   docs_url=None, redoc_url=None)  # /docs: server/security_headers.py (vendored, strict CSP)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     install_security(app)
-    for module in (auth, users, projects, known_labels, items, tasks, feed, embedding_import, stats, exports):
+    for module in (auth, users, projects, members, known_labels, items, tasks, feed, embedding_import, stats,
+                   exports):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics_router)

@@ -79,6 +79,8 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
+    # None: valid until revoked. Checked on every request, like revocation.
+    expires_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
 
 
 class WebSession(Base):
@@ -140,6 +142,9 @@ class Invite(Base):
     expires_at: Mapped[datetime] = mapped_column(TIMESTAMP)
     used_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
     used_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
+    # Refused acceptances (wrong e-mail, taken e-mail): the link dies after a few, so one link cannot
+    # be used to probe which addresses have accounts.
+    failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Item(Base):

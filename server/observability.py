@@ -46,6 +46,7 @@ from pal.wire import parse_cursor
 from server import models
 from server.config import get_settings
 from server.errors import ApiError
+from server.log_redaction import mask_url
 from server.security import constant_time_equal
 from server.timeutil import as_utc, utcnow
 
@@ -122,9 +123,10 @@ class RequestContextMiddleware:
             HTTP_LATENCY.labels(method, route).observe(elapsed)
             state = scope.get("state") or {}
             client = scope.get("client")
+            path = mask_url(str(scope.get("path", "")))  # invite tokens are credentials
             access_log.info(
-                "%s %s %s", method, scope.get("path", ""), status,
-                extra={"method": method, "path": scope.get("path", ""), "route": route, "status": status,
+                "%s %s %s", method, path, status,
+                extra={"method": method, "path": path, "route": route, "status": status,
                        "duration_ms": round(elapsed * 1000, 2), "user_id": state.get("user_id"),
                        "client": client[0] if client else None},
             )
@@ -305,11 +307,15 @@ def _embedding_metrics(db: sa.orm.Session, project_ids: list[int], edge_totals: 
 
 
 def _outbox_metrics(db: sa.orm.Session) -> Metric:
-    outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed).",
-                                 labels=["project", "status"])
+    """Outbox rows by status; per project only when /metrics needs a token. Open to anyone, which
+    project's deliveries fail would tell an outsider whether its receiver answers."""
+    outbox_g = GaugeMetricFamily("pal_webhook_events", "Webhook outbox rows by status (pending, delivered, failed); "
+                                 "project is 'all' unless PAL_METRICS_TOKEN is set.", labels=["project", "status"])
+    per_project = bool(get_settings().metrics_token)
+    we = models.WebhookEvent
+    project = we.project_id if per_project else sa.literal("all")
     for pid, status, count in db.execute(
-        sa.select(models.WebhookEvent.project_id, models.WebhookEvent.status, sa.func.count())
-        .group_by(models.WebhookEvent.project_id, models.WebhookEvent.status)
+        sa.select(project, we.status, sa.func.count()).group_by(*([we.project_id] if per_project else []), we.status)
     ):
         outbox_g.add_metric([str(pid), status], int(count))
     return outbox_g

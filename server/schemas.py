@@ -76,6 +76,8 @@ class UserCreate(Strict):
 
 class TokenCreate(Strict):
     name: str = Field(default="", max_length=200)
+    expires_days: int | None = Field(default=None, ge=1, le=3650, strict=True,
+                                     description="Days until the token stops working; none: until revoked.")
 
 
 class TokenPublic(BaseModel):
@@ -85,6 +87,7 @@ class TokenPublic(BaseModel):
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 class TokenCreated(TokenPublic):
@@ -148,7 +151,8 @@ class ProjectAnnotatorView(BaseModel):
 
 
 class InviteCreate(Strict):
-    email: str | None = Field(default=None, max_length=320)
+    email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
+                              description="Only this address may accept the invite (none: anyone with the link).")
     expires_hours: int = Field(default=72, ge=1, le=24 * 90)
 
 

@@ -13,6 +13,10 @@ doubling up to ``PAL_WEBHOOK_BACKOFF_MAX_SECONDS``, and stop after ``PAL_WEBHOOK
 Request: ``POST <webhook_url>``, body = the stored JSON (``id``, ``type``, ``project_id``,
 ``created_at``, ``data``), headers ``X-PAL-Event``, ``X-PAL-Event-Id``, ``Idempotency-Key`` and
 ``X-PAL-Signature: sha256=<hex HMAC-SHA256 of the raw body keyed with PAL_SECRET_KEY>``.
+
+The worker's client connects only to addresses ``server/webhook_guard.py`` accepts (no internal
+address unless ``PAL_WEBHOOK_ALLOW_NETWORKS`` lists it), with no redirects and no proxy; log lines
+carry the URL without its credentials or query.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from server.config import Settings, get_settings
 from server.observability import WEBHOOK_DELIVERIES
 from server.services import outbox
 from server.timeutil import utcnow
+from server.webhook_guard import guarded_client, redact
 
 log = logging.getLogger("pal.webhooks")
 
@@ -125,7 +130,7 @@ def deliver(client: httpx.Client, event: DueEvent, secret: str) -> tuple[bool, i
     }
     try:
         response = client.post(event.url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+    except httpx.HTTPError as exc:  # a refused internal address arrives here as a ConnectError
         return False, None, f"{type(exc).__name__}: {exc}"[:1000]
     if 200 <= response.status_code < 300:
         return True, response.status_code, None
@@ -140,7 +145,7 @@ def deliver_due(db: Session, client: httpx.Client, settings: Settings, *, limit:
         WEBHOOK_DELIVERIES.labels("delivered" if ok else "failed").inc()
         if not ok:
             log.warning("webhook %s (%s) attempt %d failed: %s", event.event_id, event.type, event.attempts, error,
-                        extra={"event_id": event.event_id, "url": event.url, "attempt": event.attempts})
+                        extra={"event_id": event.event_id, "url": redact(event.url), "attempt": event.attempts})
         _finish(db, event, ok=ok, status=status, error=error, settings=settings)
     return len(events)
 
@@ -167,7 +172,7 @@ class WebhookWorker:
         from server.db import get_sessionmaker
 
         next_lag_check = 0.0
-        with httpx.Client(timeout=self.settings.webhook_timeout_seconds, follow_redirects=False) as client:
+        with guarded_client(self.settings.webhook_networks, self.settings.webhook_timeout_seconds) as client:
             while not self._stop.is_set():
                 outbox.wake.clear()
                 try:

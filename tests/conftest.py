@@ -118,15 +118,15 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
 
-def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None
-                 ) -> LiveServer:
+def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None,
+                 log_level: str = "warning") -> LiveServer:
     port = free_port()
     full_env = {**os.environ, "PAL_DATABASE_URL": database_url, "PAL_SECRET_KEY": "test-secret",
                 "PAL_GRAPH_REFRESH_SECONDS": "0", **(env or {})}
     out = log.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", "warning"],
+         "--workers", str(workers), "--log-level", log_level],
         cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -131,6 +131,16 @@ def admin_page(request: Request, db: DbSession) -> Response:
     return _render(request, "admin.html", user, csrf, title="Projects")
 
 
+@router.get("/admin/users")
+def users_page(request: Request, db: DbSession) -> Response:
+    user, csrf = _session(request, db)
+    if user is None:
+        return _to_login(request)
+    if user.role != "admin":
+        return RedirectResponse(_home(user), status_code=303)
+    return _render(request, "users.html", user, csrf, title="Users")
+
+
 @router.get("/admin/projects/{project_id}")
 def project_page(request: Request, project_id: int, db: DbSession) -> Response:
     user, csrf = _session(request, db)

@@ -26,7 +26,7 @@ from server.schemas import (
 )
 from server.security import hash_token, new_token
 from server.services import imports
-from server.services.projects import create_project
+from server.services.projects import create_project, update_project
 from server.timeutil import utcnow
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -57,20 +57,7 @@ def read(project: ProjectDep, user: CurrentUser) -> Any:
 
 @router.patch("/{project_id}", response_model=ProjectPublic)
 def update(project: AdminProject, body: ProjectUpdate, db: DbSession) -> models.Project:
-    changes = body.model_dump(exclude_unset=True)
-    if "budget_cap" in changes and changes["budget_cap"] is not None and changes["budget_cap"] < project.budget_spent:
-        raise ApiError(422, "budget_below_spent",
-                       f"budget_cap {changes['budget_cap']} is below the {project.budget_spent} tasks already issued",
-                       field="budget_cap")
-    for key, value in changes.items():
-        if value is None and key not in ("webhook_url",):
-            continue
-        setattr(project, key, value)
-    try:
-        db.commit()
-    except sa.exc.IntegrityError as exc:
-        db.rollback()
-        raise ApiError(409, "conflict", "the update conflicts with the stored project (name taken?)") from exc
+    update_project(db, project, body.model_dump(exclude_unset=True))
     return project
 
 
@@ -84,15 +71,6 @@ def invite(project: AdminProject, body: InviteCreate, request: Request, db: DbSe
     db.commit()
     url = str(request.base_url).rstrip("/") + f"/login?invite={token}"
     return InvitePublic(id=row.id, project_id=project.id, token=token, url=url, expires_at=row.expires_at)
-
-
-@router.post("/{project_id}/members/{user_id}", status_code=204)
-def add_member(project: AdminProject, user_id: int, db: DbSession) -> None:
-    if db.get(models.User, user_id) is None:
-        raise ApiError(404, "not_found", f"user {user_id} not found", field="user_id")
-    if db.get(models.ProjectMember, (project.id, user_id)) is None:
-        db.add(models.ProjectMember(project_id=project.id, user_id=user_id))
-        db.commit()
 
 
 def _report(db: Session, project_id: int, result: imports.ImportResult) -> ImportReport:

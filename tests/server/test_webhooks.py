@@ -107,6 +107,7 @@ def hook_server(hook_db: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     server = start_server(hook_db, tmp_path_factory.mktemp("hook-server") / "server.log", env={
         "PAL_WEBHOOK_POLL_SECONDS": "0.2", "PAL_WEBHOOK_BACKOFF_SECONDS": "0.3",
         "PAL_WEBHOOK_BACKOFF_MAX_SECONDS": "1", "PAL_TRAINER_LAG_ALERT_EDGES": str(LAG_LIMIT),
+        "PAL_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1",  # the receivers here run on loopback
     })
     yield server
     stop_server(server)

@@ -84,7 +84,7 @@ def populated(web_server: LiveServer, web_database_url: str, tmp_path_factory: p
 
 def test_pages_without_session_redirect_to_login(web_server: LiveServer) -> None:
     with httpx.Client(base_url=web_server.url) as client:
-        for path in ("/annotate", "/annotate/1", "/admin", "/admin/projects/1"):
+        for path in ("/annotate", "/annotate/1", "/admin", "/admin/projects/1", "/admin/users"):
             resp = client.get(path)
             assert resp.status_code == 303
             assert resp.headers["location"].startswith("/login?next=")
@@ -99,6 +99,8 @@ def test_annotator_is_sent_from_admin_pages_to_the_grid(open_context: Callable[.
     page = ctx.page()
     page.goto("/admin")
     assert page.url.endswith("/annotate")
+    page.goto("/admin/users")
+    assert page.url.endswith("/annotate")
 
 
 def test_no_request_leaves_the_server(open_context: Callable[..., Watched], populated: Populated) -> None:
@@ -109,7 +111,7 @@ def test_no_request_leaves_the_server(open_context: Callable[..., Watched], popu
     page.goto(f"/annotate/{populated.pid}")
     wait_grid(page)
     ctx.login(populated.admin.email)
-    for path in ("/admin", f"/admin/projects/{populated.pid}"):
+    for path in ("/admin", f"/admin/projects/{populated.pid}", "/admin/users"):
         page.goto(path)
         page.wait_for_load_state("networkidle")
     assert len(ctx.requests) > 20
@@ -117,7 +119,8 @@ def test_no_request_leaves_the_server(open_context: Callable[..., Watched], popu
 
 
 @pytest.mark.parametrize("who,path", [("anonymous", "/login"), ("annotator", "/annotate/{pid}"),
-                                      ("admin", "/admin"), ("admin", "/admin/projects/{pid}")])
+                                      ("admin", "/admin"), ("admin", "/admin/projects/{pid}"),
+                                      ("admin", "/admin/users")])
 def test_axe_finds_no_serious_violation(open_context: Callable[..., Watched], populated: Populated,
                                         who: str, path: str) -> None:
     ctx = open_context()
@@ -165,6 +168,11 @@ def test_screenshots_of_both_pages(open_context: Callable[..., Watched], populat
     page.goto(f"/admin/projects/{populated.pid}")
     page.wait_for_function("() => document.getElementById('k-version').textContent === 'v3'")
     page.wait_for_function("() => document.querySelectorAll('#cluster-thumbs img').length > 0")
+    # The thumbnails load lazily: bring them on screen, wait until they are drawn, then go back up.
+    page.locator("#cluster-thumbs").scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#cluster-thumbs img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    page.evaluate("() => window.scrollTo(0, 0)")
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(300)
     page.screenshot(path=str(SCREENSHOTS / f"admin-{name}.png"), full_page=not phone)

@@ -3,6 +3,7 @@
 // invites, imports, exports, and a browser of the known clusters.
 import { api, el, fmtAgo, fmtDuration, fmtInt, fmtPct, imageUrl, toast, wireSignOut } from "./api.js";
 import { makeCharts } from "./charts.js";
+import { wireMembers } from "./members.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("dashboard");
@@ -345,6 +346,7 @@ wireSignOut();
 wirePause();
 wireSettings();
 wireInvite();
+wireMembers(pid);
 wireImport();
 wireKnownLabels();
 wireClusters();
