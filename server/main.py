@@ -12,7 +12,20 @@ from server.config import get_settings
 from server.errors import install_error_handlers
 from server.observability import RequestContextMiddleware, configure_json_logging
 from server.observability import router as metrics_router
-from server.routers import auth, exports, feed, health, items, known_labels, pages, projects, stats, tasks, users
+from server.routers import (
+    annotators,
+    auth,
+    exports,
+    feed,
+    health,
+    items,
+    known_labels,
+    pages,
+    projects,
+    stats,
+    tasks,
+    users,
+)
 from server.security_headers import install_security
 from server.webhooks import webhook_lifespan
 
@@ -28,7 +41,7 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     install_security(app)
-    for module in (auth, users, projects, known_labels, items, tasks, feed, stats, exports):
+    for module in (auth, users, projects, known_labels, annotators, items, tasks, feed, stats, exports):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics_router)
