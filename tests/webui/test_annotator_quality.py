@@ -4,6 +4,7 @@ flagged, and the Exclude button (after its confirmation) withdraws their edges; 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -34,7 +35,7 @@ def test_panel_flags_a_spammer_and_excludes_them(
     careful = [make_user(web_db, "annotator") for _ in range(3)]
     spammer = make_user(web_db, "annotator")
     pid = make_project(web_db, n_items=60, members=[*careful, spammer], budget_cap=1000)
-    labels = {i: lab for i, lab in item_labels(web_db, pid).items()}
+    labels = item_labels(web_db, pid)
     for turn in range(4):  # in turns, so everyone's marks land in the same graph
         for n, actor in enumerate([*careful, spammer]):
             with web_server.client(actor.token) as client:
@@ -55,7 +56,12 @@ def test_panel_flags_a_spammer_and_excludes_them(
         assert float(other.locator("td.accuracy").inner_text().split()[0]) > 0.85
 
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.accept()))
+
+    def accept(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
     row.locator('button[data-action="exclude"]').click()
     row.locator(".pill.excluded").wait_for(timeout=15_000)
     assert dialogs and "Exclude" in dialogs[0]
