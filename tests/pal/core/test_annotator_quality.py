@@ -155,3 +155,26 @@ def test_five_annotators_of_ten_thousand_edges_take_under_two_seconds() -> None:
     start = time.perf_counter()
     rows = estimate_quality(graph)
     assert time.perf_counter() - start < 2.0 and sum(r.edges for r in rows) == len(edges)
+
+
+def test_same_marks_that_alone_merge_two_kinds_count_as_wrong() -> None:
+    # Annotators 2 and 3 say {1, 2} and {3, 4} are kinds, and 2 and 3 differ (once); annotator 1's
+    # three "same" marks outweigh that and merge the kinds in the graph.
+    edges = [EdgeRecord(n + 1, a, b, 1, annotator_id=who) for n, (a, b, who) in
+             enumerate([(1, 2, 2), (1, 2, 3), (3, 4, 2), (3, 4, 3)])]
+    edges += [EdgeRecord(5, 2, 3, -1, annotator_id=3)]
+    edges += [EdgeRecord(6 + n, a, b, 1, annotator_id=1) for n, (a, b) in enumerate([(1, 4), (1, 3), (2, 4)])]
+    graph = graph_of(edges)
+    assert graph.relation(1, 4) == 1  # merged on annotator 1's word
+    row = by_id(estimate_quality(graph))[1]
+    assert (row.edges, row.decided, row.agreed) == (3, 3, 0)
+
+
+def test_different_marks_that_alone_cut_a_kind_count_as_wrong() -> None:
+    # Annotator 2 chains {1, 2, 3, 4} as one kind; annotator 1 says the halves differ, four times over.
+    edges = [EdgeRecord(n + 1, a, b, 1, annotator_id=2) for n, (a, b) in enumerate([(1, 2), (2, 3), (3, 4)])]
+    edges += [EdgeRecord(4 + n, a, b, -1, annotator_id=1) for n, (a, b) in enumerate([(1, 3), (1, 4), (2, 4), (2, 3)])]
+    graph = graph_of(edges)
+    assert graph.relation(1, 4) == -1 and graph.relation(1, 2) == 1  # cut on annotator 1's word
+    row = by_id(estimate_quality(graph))[1]
+    assert (row.edges, row.decided, row.agreed) == (4, 4, 0)
