@@ -47,9 +47,11 @@ def annotator_quality(db: Session, project_id: int) -> list[AnnotatorQualityPubl
         .where(models.ProjectMember.project_id == project_id)
     ).tuples().all())
     db.commit()
-    with state.graph.lock:
-        # id(): a forgotten and rebuilt state starts its version count again
-        rows = _estimates(project_id, (id(state.graph), state.graph.version), gold, list(excluded))
+    # Read before the estimate, which snapshots the graph under its lock only briefly (the oracle
+    # shares that lock): should the graph move meanwhile, the next request sees a newer version and
+    # recomputes. id(): a forgotten and rebuilt state starts its version count again.
+    graph_key = (id(state.graph), state.graph.version)
+    rows = _estimates(project_id, graph_key, gold, list(excluded))
     users = {uid: (email, name) for uid, email, name in db.execute(
         sa.select(models.User.id, models.User.email, models.User.name)
         .where(models.User.id.in_([r.annotator_id for r in rows]))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from server import models
 from tests.conftest import LiveServer
-from tests.support import PASSWORD, Actor, make_project, make_user
+from tests.support import PASSWORD, Actor, make_project, make_user, wait_for_feed
 from tests.webui.helpers import session_client
 
 
@@ -39,6 +39,11 @@ def _live_edges(db: Session, pid: int, user_id: int) -> set[int]:
     return {e for e in db.execute(sa.select(models.Edge.id).where(
         models.Edge.project_id == pid, models.Edge.annotator_id == user_id, models.Edge.kind == "answer",
     )).scalars() if e not in retracted}
+
+
+def _stored_edges(db: Session, pid: int) -> int:
+    db.expire_all()
+    return int(db.scalar(sa.select(sa.func.count()).select_from(models.Edge).where(models.Edge.project_id == pid)) or 0)
 
 
 def _feed(client: httpx.Client, pid: int) -> list[dict[str, Any]]:
@@ -92,8 +97,12 @@ def test_exclude_retracts_exactly_that_annotators_live_edges(live_server: LiveSe
     db.expire_all()
     spent_before = db.get(models.Project, pid).budget_spent  # type: ignore[union-attr]
     with live_server.client(admin.token) as client:
+        # The PostgreSQL feed holds back rows while an older transaction anywhere in the cluster is
+        # open: wait until it delivered everything, before and after.
+        wait_for_feed(client, pid, _stored_edges(db, pid))
         before = {r["id"] for r in _feed(client, pid)}
         resp = client.post(f"/api/v1/projects/{pid}/annotators/{drop.id}/exclude")
+        wait_for_feed(client, pid, _stored_edges(db, pid))
         new_rows = [r for r in _feed(client, pid) if r["id"] not in before]
         quality = {r["user_id"]: r for r in client.get(f"/api/v1/projects/{pid}/annotators/quality").json()}
     assert resp.status_code == 200, resp.text
