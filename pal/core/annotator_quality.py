@@ -69,6 +69,7 @@ from dataclasses import dataclass, replace
 
 from scipy.stats import beta as beta_dist
 
+from pal.core.clusters import find_root
 from pal.core.edges import EdgeKind, EdgeRecord, Pair
 from pal.core.graph import KnowledgeGraph
 
@@ -108,15 +109,6 @@ def _without(votes: Votes | None, annotator: int) -> float:
     if not votes:
         return 0.0
     return sum(v for who, v in votes.items() if who != annotator)
-
-
-def _find(parent: dict[int, int], x: int) -> int:
-    root = x
-    while parent.get(root, root) != root:
-        root = parent[root]
-    while x != root:  # path compression
-        parent[x], x = root, parent[x]
-    return root
 
 
 @dataclass
@@ -164,7 +156,7 @@ class Evidence:
                 continue
             parent.setdefault(u, u)
             parent.setdefault(v, v)
-            ru, rv = _find(parent, u), _find(parent, v)
+            ru, rv = find_root(parent, u), find_root(parent, v)
             if ru != rv:
                 parent[ru] = rv
         return parent
@@ -175,7 +167,7 @@ class Evidence:
         apart: set[Pair] = set()
         for u, v, who in self.inside_apart:
             if who != annotator and u in parent and v in parent:
-                ru, rv = _find(parent, u), _find(parent, v)
+                ru, rv = find_root(parent, u), find_root(parent, v)
                 if ru != rv:
                     apart.add((min(ru, rv), max(ru, rv)))
         return apart
@@ -188,7 +180,7 @@ class Evidence:
         if ra == rb:
             # One cluster: the others join the two items, or they tell apart the parts that only
             # this annotator's edges hold together.
-            ca, cb = _find(parent, e.src), _find(parent, e.dst)
+            ca, cb = find_root(parent, e.src), find_root(parent, e.dst)
             if ca == cb:
                 return 1
             return -1 if (min(ca, cb), max(ca, cb)) in apart else 0
