@@ -12,27 +12,29 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from pal.core.annotator_quality import AnnotatorQuality, estimate_quality
+from pal.core.graph import KnowledgeGraph
 from server import models
 from server.schemas_stats import AnnotatorQualityPublic
 from server.services.project_state import get_state
 from server.services.reliability import gold_tallies
 
-CacheKey = tuple[int, int, tuple[tuple[int, tuple[int, int]], ...], tuple[int, ...]]
-_cache: dict[int, tuple[CacheKey, list[AnnotatorQuality]]] = {}
+CacheKey = tuple[int, tuple[tuple[int, tuple[int, int]], ...], tuple[int, ...]]
+# {project id: (the graph it was computed from, graph version, gold and team, the rows)}. The graph
+# is compared by identity: a forgotten and rebuilt state starts its version count again.
+_cache: dict[int, tuple[KnowledgeGraph, CacheKey, list[AnnotatorQuality]]] = {}
 _cache_lock = threading.Lock()
 
 
-def _estimates(project_id: int, graph_key: tuple[int, int], gold: dict[int, tuple[int, int]],
+def _estimates(project_id: int, graph: KnowledgeGraph, version: int, gold: dict[int, tuple[int, int]],
                members: list[int]) -> list[AnnotatorQuality]:
-    key: CacheKey = (*graph_key, tuple(sorted(gold.items())), tuple(sorted(members)))
+    key: CacheKey = (version, tuple(sorted(gold.items())), tuple(sorted(members)))
     with _cache_lock:
         hit = _cache.get(project_id)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    state = get_state(project_id)
-    rows = estimate_quality(state.graph, gold=gold, annotators=members)
+    if hit is not None and hit[0] is graph and hit[1] == key:
+        return hit[2]
+    rows = estimate_quality(graph, gold=gold, annotators=members)
     with _cache_lock:
-        _cache[project_id] = (key, rows)
+        _cache[project_id] = (graph, key, rows)
     return rows
 
 
@@ -47,11 +49,10 @@ def annotator_quality(db: Session, project_id: int) -> list[AnnotatorQualityPubl
         .where(models.ProjectMember.project_id == project_id)
     ).tuples().all())
     db.commit()
-    # Read before the estimate, which snapshots the graph under its lock only briefly (the oracle
-    # shares that lock): should the graph move meanwhile, the next request sees a newer version and
-    # recomputes. id(): a forgotten and rebuilt state starts its version count again.
-    graph_key = (id(state.graph), state.graph.version)
-    rows = _estimates(project_id, graph_key, gold, list(excluded))
+    # The version is read before the estimate, which snapshots the graph under its lock only briefly
+    # (the oracle shares that lock): should the graph move meanwhile, the next request recomputes.
+    graph = state.graph
+    rows = _estimates(project_id, graph, graph.version, gold, list(excluded))
     users = {uid: (email, name) for uid, email, name in db.execute(
         sa.select(models.User.id, models.User.email, models.User.name)
         .where(models.User.id.in_([r.annotator_id for r in rows]))
