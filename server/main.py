@@ -14,6 +14,7 @@ from server.log_redaction import install_access_log_redaction
 from server.observability import RequestContextMiddleware, configure_json_logging
 from server.observability import router as metrics_router
 from server.routers import (
+    annotators,
     auth,
     embedding_import,
     exports,
@@ -44,8 +45,8 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     install_security(app)
-    for module in (auth, users, projects, members, known_labels, items, tasks, feed, embedding_import, stats,
-                   exports):
+    for module in (auth, users, projects, members, known_labels, annotators, items, tasks, feed, embedding_import,
+                   stats, exports):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics_router)

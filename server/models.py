@@ -123,11 +123,15 @@ class Project(Base):
 
 
 class ProjectMember(Base):
+    """An annotator's place in a project. ``excluded_at``: set while an admin has excluded them
+    (their answer edges were retracted; new claims and answers are refused); None otherwise."""
+
     __tablename__ = "project_members"
 
     project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    excluded_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
 
 
 class Invite(Base):

@@ -135,3 +135,29 @@ class ClusterItems(BaseModel):
     offset: int
     limit: int
     items: list[int] = Field(description="Member item ids in ascending order, one page.")
+
+
+class AnnotatorQualityPublic(BaseModel):
+    """One annotator's estimated accuracy on pair marks (see ``pal.core.annotator_quality``)."""
+
+    user_id: int
+    email: str
+    name: str
+    member: bool = Field(description="A member of the project (admins may answer without being members).")
+    excluded: bool = Field(description="An admin excluded them: their edges are retracted, new answers refused.")
+    accuracy: float = Field(description="Posterior mean of the share of their marks that are right (prior Beta(4, 1)).")
+    low: float = Field(description="Lower end of the 90 % credible interval.")
+    high: float = Field(description="Upper end of the 90 % credible interval.")
+    decided: int = Field(description="Marks with a verdict: decided by the others' answers, plus gold control pairs.")
+    agreed: int = Field(description="Decided marks that agree with the verdict.")
+    edges: int = Field(description="Live answer edges (0 once excluded).")
+    flagged: bool = Field(description="At least 30 decided marks and the interval's upper end more than 0.1 below "
+                                      "the median of the other annotators' estimates.")
+
+
+class ExclusionPublic(BaseModel):
+    user_id: int
+    excluded: bool
+    excluded_at: datetime | None
+    retracted_edges: int = Field(description="Answer edges withdrawn by this call (retract rows appended to the feed).")
+    released_leases: int = Field(description="Grids the annotator held, handed back to the pool.")

@@ -20,13 +20,14 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from server import models
 from server.db import use_autocommit
 from server.errors import ApiError
 from server.schemas import AnswerCreate
 from server.security import new_token
+from server.services.exclusions import refuse_if_excluded
 from server.services.tasks import Lease
 from server.timeutil import as_utc, utcnow
 
@@ -80,6 +81,8 @@ _FAST_ANSWER = sa.text(
          WHERE s.task_id = :task_id AND s.lease_token = :lease_token AND s.annotator_id = :user_id
            AND s.status = 'leased'
            AND CAST(:outliers AS bigint[]) <@ ARRAY(SELECT CAST(jsonb_array_elements_text(t.candidate_ids) AS bigint))
+           AND NOT EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = t.project_id
+                              AND m.user_id = :user_id AND m.excluded_at IS NOT NULL)
            FOR UPDATE OF s
     ), answer AS (
         INSERT INTO answers (task_id, assignment_id, project_id, annotator_id, idempotency_key, outlier_ids,
@@ -155,6 +158,9 @@ def submit_answer(db: Session, *, task_id: int, user_id: int, body: AnswerCreate
 
 
 def _submit_once(db: Session, *, task_id: int, user_id: int, body: AnswerCreate) -> StoredAnswer:
+    project_id = db.scalar(sa.select(models.Task.project_id).where(models.Task.id == task_id))
+    if project_id is not None:  # before the replay too: an excluded annotator's answers all stop here
+        refuse_if_excluded(db, project_id=project_id, user_id=user_id)
     replay = _replay(db, user_id=user_id, task_id=task_id, body=body)
     if replay is not None:
         db.commit()
@@ -227,6 +233,7 @@ def undo_answer(db: Session, *, answer_id: int, user_id: int, window_seconds: in
         raise ApiError(404, "not_found", f"answer {answer_id} not found", field="answer_id")
     if answer.undone_at is not None:
         raise ApiError(409, "already_undone", "this answer was already undone", field="answer_id")
+    refuse_if_excluded(db, project_id=answer.project_id, user_id=user_id)
     now = utcnow()
     if as_utc(answer.created_at) < now - timedelta(seconds=window_seconds):
         raise ApiError(409, "undo_window_passed", f"answers can be undone for {window_seconds} s only",
@@ -242,8 +249,13 @@ def undo_answer(db: Session, *, answer_id: int, user_id: int, window_seconds: in
     task = db.get(models.Task, answer.task_id, with_for_update=True)
     assignment = db.get(models.Assignment, answer.assignment_id, with_for_update=True)
     assert task is not None and assignment is not None
+    retract = aliased(models.Edge)
     edges = db.execute(
-        sa.select(models.Edge).where(models.Edge.answer_id == answer.id, models.Edge.kind == "answer")
+        sa.select(models.Edge).where(
+            models.Edge.answer_id == answer.id, models.Edge.kind == "answer",
+            # an exclusion (since lifted) may have retracted them already: a retraction is final
+            ~sa.exists().where(retract.kind == "retract", retract.retracts_id == models.Edge.id),
+        )
     ).scalars().all()
     if edges:
         db.execute(

@@ -21,6 +21,7 @@ from server import models
 from server.config import Settings
 from server.db import use_autocommit
 from server.schemas import ClaimReason
+from server.services.exclusions import refuse_if_excluded
 from server.services.project_state import ProjectState, get_state
 from server.services.projects import get_project_for
 from server.services.tasks import (
@@ -83,6 +84,7 @@ def _claim_once(db: Session, *, user: models.User, project_id: int, settings: Se
         _end_step(db)
         return lease
     project = get_project_for(db, user, project_id)
+    refuse_if_excluded(db, project_id=project.id, user_id=user.id)  # 403: no new task either
     _end_step(db)
     if project.paused:
         return ClaimReason.PAUSED

@@ -95,8 +95,11 @@ def _claim_statement(*, members_only: bool) -> sa.Update:
         )
         .order_by(a.c.id).limit(1).with_for_update(of=a, skip_locked=True)
     )
+    m = models.ProjectMember.__table__
+    # An excluded member is issued nothing (server/services/exclusions.py).
+    pick = pick.where(~sa.exists().where(m.c.project_id == p.c.id, m.c.user_id == _USER_ID,
+                                         m.c.excluded_at.is_not(None)))
     if members_only:
-        m = models.ProjectMember.__table__
         pick = pick.where(sa.exists().where(m.c.project_id == p.c.id, m.c.user_id == _USER_ID))
     return (
         sa.update(_SLOTS).where(_SLOTS.c.id == pick.scalar_subquery())

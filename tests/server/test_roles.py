@@ -50,6 +50,10 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/projects/{project_id}/known-labels"): ADMIN,
     ("POST", "/api/v1/projects/{project_id}/known-labels"): ADMIN,
     ("POST", "/api/v1/projects/{project_id}/known-labels/file"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/annotators/quality"): ADMIN,
+    # Sorted, exclude runs before include: the annotator is let back in before the task routes run.
+    ("POST", "/api/v1/projects/{project_id}/annotators/{user_id}/exclude"): ADMIN,
+    ("POST", "/api/v1/projects/{project_id}/annotators/{user_id}/include"): ADMIN,
     ("GET", "/api/v1/items/{item_id}/image"): AUTHENTICATED,
     ("GET", "/api/v1/projects/{project_id}/items"): TRAIN,
     ("GET", "/api/v1/projects/{project_id}/items/pixels"): TRAIN,

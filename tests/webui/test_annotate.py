@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from server import models
+from tests.conftest import LiveServer
 from tests.support import PASSWORD, make_project, make_user
 from tests.webui.conftest import PHONE, Watched
 from tests.webui.helpers import grid_state, wait_grid, wait_outbox_empty
@@ -292,3 +293,20 @@ def test_spent_budget_shows_a_gentle_message_and_keeps_undo(
     page.keyboard.press("u")  # the last answer can still be taken back
     again = wait_grid(page, grid["seq"])
     assert again["task"] == grid["task"] and notice.is_hidden()
+
+
+def test_excluded_annotator_is_told_so_instead_of_connection_lost(
+    open_context: Callable[..., Watched], web_db: Session, web_server: LiveServer,
+) -> None:
+    admin, annotator = make_user(web_db, "admin"), make_user(web_db, "annotator")
+    pid = make_project(web_db, n_items=20, members=[annotator])
+    with web_server.client(admin.token) as client:
+        assert client.post(f"/api/v1/projects/{pid}/annotators/{annotator.id}/exclude").status_code == 200
+    ctx = open_context()
+    ctx.login(annotator.email)
+    page = ctx.page()
+    page.goto(f"/annotate/{pid}")
+    notice = page.locator("#notice")
+    notice.wait_for(state="visible")
+    assert "not accepted" in notice.inner_text() and "excluded you" in notice.inner_text()
+    assert "Connection lost" not in notice.inner_text()

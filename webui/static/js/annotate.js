@@ -190,6 +190,7 @@ const STOP_TITLES = {
   no_items: "No images yet",
   done: "Nothing left to ask",
   offline: "Connection lost",
+  excluded: "Your answers are not accepted here",
 };
 
 function showStopped() {
@@ -220,7 +221,8 @@ async function doClaim() {
       return;
     } catch (err) {
       if (!(err instanceof ApiError) || !err.transient || attempt >= CLAIM_RETRIES) {
-        state.stopped = { reason: "offline", message: err.message || "The server cannot be reached." };
+        const reason = err.code === "annotator_excluded" ? "excluded" : "offline";
+        state.stopped = { reason, message: err.message || "The server cannot be reached." };
         return;
       }
       await new Promise((r) => setTimeout(r, backoff(attempt)));

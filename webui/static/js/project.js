@@ -1,6 +1,6 @@
 // Admin dashboard of one project: polls GET /projects/{pid}/stats every few seconds and updates
 // figures, charts and tables in place (no reload); actions: pause/resume, budget and query design,
-// invites, imports, exports, and a browser of the known clusters.
+// invites, imports, exports, a browser of the known clusters, and annotator quality (exclude / include).
 import { api, el, fmtAgo, fmtDuration, fmtInt, fmtPct, imageUrl, toast, wireSignOut } from "./api.js";
 import { makeCharts } from "./charts.js";
 import { wireMembers } from "./members.js";
@@ -89,6 +89,70 @@ function renderAnnotators(list) {
   )));
 }
 
+// ------------------------------------------------------------------ annotator quality
+
+function fmtAcc(x) {
+  return x.toFixed(2);
+}
+
+function qualityRow(q) {
+  const who = q.name || q.email || `user ${q.user_id}`;
+  const status = q.excluded ? el("span", { class: "pill excluded", text: "Excluded" })
+    : q.flagged ? el("span", { class: "pill flagged", text: "Flagged",
+      title: "At least 30 decided marks, and even the top of the interval is more than 0.1 below the team's median" })
+      : el("span", { class: "muted", text: q.decided ? "ok" : "too few marks" });
+  let action = null;
+  if (q.member) {
+    action = el("button", { type: "button", class: q.excluded ? "btn" : "btn btn-quiet",
+      text: q.excluded ? "Include" : "Exclude", "data-user-id": String(q.user_id),
+      "data-action": q.excluded ? "include" : "exclude", "aria-label": `${q.excluded ? "Include" : "Exclude"} ${who}` });
+  }
+  const meter = el("meter", { min: 0, max: 1, low: 0.7, high: 0.85, optimum: 1, value: q.accuracy,
+    "aria-label": `Estimated accuracy of ${who}` });
+  return el("tr", { "data-user-id": String(q.user_id), class: q.flagged ? "flagged" : "" },
+    el("td", {}, who, q.name ? el("span", { class: "sub", text: q.email }) : null),
+    el("td", { class: "accuracy" }, `${fmtAcc(q.accuracy)} (${fmtAcc(q.low)}–${fmtAcc(q.high)})`, meter),
+    el("td", { class: "num", text: `${fmtInt(q.agreed)} / ${fmtInt(q.decided)}`,
+      title: "decided marks that agree with the others (and gold) / decided marks" }),
+    el("td", { class: "num", text: fmtInt(q.edges) }),
+    el("td", {}, status),
+    el("td", {}, action),
+  );
+}
+
+async function refreshQuality() {
+  const rows = await api("GET", `projects/${pid}/annotators/quality`);
+  const body = $("quality-body");
+  if (!rows.length) {
+    body.replaceChildren(el("tr", {}, el("td", { colSpan: 6, class: "empty-state", text: "No annotators yet." })));
+    return;
+  }
+  body.replaceChildren(...rows.map(qualityRow));
+}
+
+function wireQuality() {
+  $("quality-body").addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const { action, userId } = button.dataset;
+    const who = button.closest("tr").querySelector("td").firstChild.textContent;
+    if (action === "exclude" && !window.confirm(`Exclude ${who}? Their answers are withdrawn from the graph and `
+      + "their new answers are refused. The budget they used stays spent; including them later does not bring "
+      + "the withdrawn answers back.")) return;
+    button.disabled = true;
+    try {
+      const result = await api("POST", `projects/${pid}/annotators/${userId}/${action}`);
+      toast(action === "exclude"
+        ? `${who} excluded: ${fmtInt(result.retracted_edges)} edges withdrawn.`
+        : `${who} may answer again.`);
+      await refreshQuality();
+    } catch (err) {
+      toast(err.message, "error");
+      button.disabled = false;
+    }
+  });
+}
+
 function facts(id, rows) {
   $(id).replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
 }
@@ -162,6 +226,7 @@ async function poll() {
     $("quality-empty").hidden = s.quality.length > 0;
     text("updated", `Updated ${new Date(s.generated_at).toLocaleTimeString("en-GB")} · refreshes every ${POLL_MS / 1000} s`);
     maybeRefreshClusters(s).catch(() => { browser.known = -1; }); // retried on the next poll
+    refreshQuality().catch(() => {}); // retried on the next poll
   } catch (err) {
     text("updated", `Update failed: ${err.message}; retrying`);
   }
@@ -350,4 +415,5 @@ wireMembers(pid);
 wireImport();
 wireKnownLabels();
 wireClusters();
+wireQuality();
 pollLoop();
