@@ -43,8 +43,7 @@ def features(names: list[str]) -> Any:
     datasets, _pa, _pq = _libraries()
     return datasets.Features({
         "image": datasets.Image(),
-        # ClassLabel needs at least one name to be a class list; a project with no cluster yet has none.
-        "label": datasets.ClassLabel(names=names or ["cluster-0"]),
+        "label": datasets.ClassLabel(names=names),  # -1: no label (a project with no cluster has no names)
         "confidence": datasets.Value("float32"),
         "item_id": datasets.Value("int64"),
         "source": datasets.Value("string"),
