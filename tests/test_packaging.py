@@ -1,12 +1,13 @@
 """PAL as an ordinary package: the wheel built from this checkout, installed (not editable, no
 dependencies) into a fresh virtual environment outside the checkout, runs ``pal migrate``, ``pal import``
-of the demo data it ships and ``pal serve`` (the sign-in page and its stylesheet), finding its
-migrations, templates, static files and demo data inside the installed package.
+of the demo data it ships, ``pal demo --setup-only`` and ``pal serve`` (the sign-in page and its
+stylesheet), finding its migrations, templates, static files and demo data inside the installed package.
 
 The new environment reuses the running interpreter's installed dependencies through a ``.pth`` line
 (``venv --system-site-packages`` would reach the base interpreter's, not this virtual environment's),
 so nothing is downloaded and torch is not installed twice; that line does not run the ``.pth`` files
-of that folder, so an editable PAL installed there stays invisible. Slow: it builds a wheel."""
+of that folder, so an editable PAL installed there stays invisible. Marked slow: it builds a wheel
+(30 to 90 s on two shared cores)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,8 @@ def test_wheel_installed_outside_the_checkout_migrates_imports_and_serves(tmp_pa
     _run(env_dir, work, env, "project", "--name", "from-wheel")
     out = _run(env_dir, work, env, "import", "--project", "from-wheel", str(demo), "--quiet")
     assert "3000" in out, out
+    # pal demo finds the same data inside the package (its own project, admin and trainer token)
+    assert "imported 3000 demo images" in _run(env_dir, work, env, "demo", "--setup-only")
 
     port = free_port()
     log = (work / "serve.log").open("wb")
