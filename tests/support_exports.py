@@ -21,6 +21,7 @@ from server.services.known_labels import add_known_labels
 from tests.support import item_labels, make_project
 
 NAMES = {"0": "T-shirt/top", "1": "Trouser", "2": "Bag é"}
+CLASS_NAMES = sorted(NAMES.values())  # the exports' class order: known names alphabetically
 UNLABELLED_CLASS = "3"
 
 

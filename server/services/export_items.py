@@ -28,6 +28,7 @@ IMAGE_PAGE = 256
 UNLABELLED = -1
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 _UNSAFE = re.compile(r"[\x00-\x1f/\\:*?\"<>|]+")
+_FALLBACK = re.compile(r"cluster-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,16 @@ def cluster_names(clusters: dict[int, int], known: dict[int, str]) -> dict[int, 
 
 
 def class_list(names: dict[int, str]) -> tuple[list[str], dict[int, int]]:
-    """(distinct names in cluster order, cluster -> index into them)."""
-    ordered: list[str] = []
-    index: dict[str, int] = {}
-    to_label = {}
-    for cluster in sorted(names):
-        name = names[cluster]
-        if name not in index:
-            index[name] = len(ordered)
-            ordered.append(name)
-        to_label[cluster] = index[name]
-    return ordered, to_label
+    """(distinct names, cluster -> index into them). Known names come first, alphabetically, then the
+    ``cluster-<n>`` ones by number: cluster ids follow cluster sizes and change as answers come in, so
+    ordering classes by them would give a named class another index at the next export."""
+    def key(name: str) -> tuple[int, str, int]:
+        fallback = _FALLBACK.fullmatch(name)
+        return (1, "", int(fallback.group(1))) if fallback else (0, name, 0)
+
+    ordered = sorted(set(names.values()), key=key)
+    index = {name: n for n, name in enumerate(ordered)}
+    return ordered, {cluster: index[name] for cluster, name in names.items()}
 
 
 def folder_names(names: list[str]) -> list[str]:

@@ -33,9 +33,15 @@ def test_cluster_names_fall_back_to_the_cluster_number_and_skip_unlabelled() -> 
 
 
 def test_class_list_gives_clusters_of_one_name_one_class() -> None:
-    names, to_label = class_list({0: "cat", 1: "dog", 2: "cat", 5: "cluster-5"})
+    names, to_label = class_list({0: "dog", 1: "cat", 2: "dog", 5: "cluster-5"})
     assert names == ["cat", "dog", "cluster-5"]
-    assert to_label == {0: 0, 1: 1, 2: 0, 5: 2}
+    assert to_label == {0: 1, 1: 0, 2: 1, 5: 2}
+
+
+def test_class_list_orders_names_alphabetically_then_unnamed_clusters_by_number() -> None:
+    # not by cluster id: ids follow sizes, so a named class would change index between exports
+    names, _ = class_list({0: "cluster-0", 1: "zebra", 2: "cluster-10", 3: "ant", 4: "cluster-2"})
+    assert names == ["ant", "zebra", "cluster-0", "cluster-2", "cluster-10"]
 
 
 def test_folder_names_are_safe_and_distinct() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from server.services.export_formats import write_format
 from server.services.export_items import snapshot
-from tests.support_exports import NAMES, LabelledProject
+from tests.support_exports import CLASS_NAMES, LabelledProject
 
 datasets = pytest.importorskip("datasets")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -21,7 +21,7 @@ def test_hf_export_loads_with_load_from_disk_with_names_labels_and_confidence(
     write_format(labelled_project.sessions, snap, "hf", tmp_path / "hf")
     ds = datasets.load_from_disk(str(tmp_path / "hf"))
     assert len(ds) == 24
-    assert ds.features["label"].names == list(NAMES.values())
+    assert ds.features["label"].names == CLASS_NAMES
     assert isinstance(ds.features["image"], datasets.Image)
     confidence = {item.item_id: item.confidence for item in snap.items}
     for row in ds:
@@ -46,4 +46,4 @@ def test_hf_export_parquet_holds_the_same_rows(labelled_project: LabelledProject
     # The dataset's features travel in the schema: datasets reads the Parquet file with its class names.
     again = datasets.Dataset.from_parquet(str(tmp_path / "hf" / "parquet" / "data.parquet"),
                                           cache_dir=str(tmp_path / "cache"))
-    assert again.features["label"].names == list(NAMES.values())
+    assert again.features["label"].names == CLASS_NAMES

@@ -13,7 +13,7 @@ import pytest
 
 from server.services.export_formats import write_format
 from server.services.export_items import snapshot
-from tests.support_exports import NAMES, LabelledProject
+from tests.support_exports import CLASS_NAMES, NAMES, LabelledProject
 
 BASE = "http://pal.example:8000"
 
@@ -52,7 +52,7 @@ def test_label_studio_tasks_have_the_import_format_with_label_and_score(labelled
     assert image is not None and choices is not None and image.get("value") == "$image"
     assert choices.get("toName") == image.get("name")
     allowed = [c.get("value") for c in choices.findall("Choice")]
-    assert allowed == list(NAMES.values())
+    assert allowed == CLASS_NAMES
     snap = snapshot(labelled_project.sessions, labelled_project.pid)
     confidence = {item.item_id: item.confidence for item in snap.items}
     for task in tasks:
