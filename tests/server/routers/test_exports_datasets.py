@@ -104,3 +104,19 @@ def test_pal_export_with_an_unknown_format_says_so_in_one_line(tmp_path: Path) -
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "unknown format 'yolo'" in lines[0] and "label-studio" in lines[0], proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_pal_export_hf_without_its_libraries_says_what_to_install(db: Session, engine: sa.Engine, database_url: str,
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from server.services.export_formats import hf
+
+    def missing() -> None:
+        raise hf.MissingExtra("the hf format needs datasets and pyarrow: pip install 'pal-labelling[export]'")
+
+    monkeypatch.setattr(hf, "_libraries", missing)
+    project = make_labelled_project(db, engine, database_url)
+    assert export_main(["--project", str(project.pid), "--out", str(tmp_path / "hf"), "--format", "hf",
+                        "--database-url", database_url, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pal-labelling[export]" in err[0]
