@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image for every PAL process: the API server, the trainer (torchrun) and the `pal` CLI.
 # Stage "deps" installs the Python dependencies into a virtualenv (cached on pyproject.toml alone);
-# stage "runtime" copies that virtualenv and the source, and runs as an unprivileged user.
+# stage "wheel" builds PAL's wheel (migrations, templates, static files and demo data inside it);
+# stage "runtime" copies that virtualenv, installs the wheel into it (no source folders), and runs as an
+# unprivileged user.
 #
 #   docker build -t pal .
 #   docker build --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index> -t pal:cpu .   # no CUDA libraries
@@ -18,33 +20,40 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /build
 COPY pyproject.toml ./
-# The runtime dependencies exactly as pyproject.toml lists them (the project itself runs from /app).
+# The runtime dependencies exactly as pyproject.toml lists them (PAL itself comes as a wheel, below).
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > requirements.txt
 ARG TORCH_INDEX_URL=""
 RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"} -r requirements.txt
 
+FROM ${PYTHON_IMAGE} AS wheel
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /build
+COPY pyproject.toml setup.py README.md ./
+COPY pal ./pal
+COPY server ./server
+COPY trainer ./trainer
+COPY bench ./bench
+COPY migrations ./migrations
+COPY webui ./webui
+COPY demo ./demo
+RUN pip wheel --no-deps -w /dist .
+
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PAL_DATA_DIR=/var/lib/pal
 RUN groupadd --system --gid 10001 pal \
-    && useradd --system --uid 10001 --gid pal --home-dir /app --no-create-home --shell /usr/sbin/nologin pal \
+    && useradd --system --uid 10001 --gid pal --home-dir /var/lib/pal --no-create-home --shell /usr/sbin/nologin pal \
     && mkdir -p /var/lib/pal/trainer \
     && chown -R pal:pal /var/lib/pal
 COPY --from=deps /opt/venv /opt/venv
-WORKDIR /app
-COPY pyproject.toml alembic.ini README.md ./
-COPY pal ./pal
-COPY server ./server
-COPY trainer ./trainer
-COPY migrations ./migrations
-COPY webui ./webui
-COPY demo ./demo
-# `pal` on the PATH, running the source in /app (migrations and templates are found next to it).
-RUN printf '#!/bin/sh\nexec python -m pal.cli "$@"\n' > /opt/venv/bin/pal && chmod 0755 /opt/venv/bin/pal
+COPY --from=wheel /dist /tmp/dist
+# An ordinary, non-editable install: `pal` on the PATH, migrations and web UI inside the package.
+RUN pip install --no-deps --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist
+WORKDIR /var/lib/pal
 USER pal
 EXPOSE 8000
 VOLUME ["/var/lib/pal"]

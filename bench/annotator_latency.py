@@ -30,9 +30,10 @@ import numpy as np
 
 from bench.machine import machine
 from bench.stack import bootstrap_admin, fresh_database, start_server
+from pal.assets import asset_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "demo" / "fashion-mnist-demo.npz"
+DEMO = asset_dir("demo") / "fashion-mnist-demo.npz"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]

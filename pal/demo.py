@@ -15,8 +15,12 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_DATA = ROOT / "demo" / "fashion-mnist-demo.npz"
+from pal.assets import asset_dir, checkout_root
+
+# The server and trainer run from the checkout when there is one (a plain checkout is not installed);
+# an installed PAL runs them from the current folder, where var/ then goes.
+ROOT = checkout_root() or Path.cwd()
+DEMO_DATA = asset_dir("demo") / "fashion-mnist-demo.npz"
 DEMO_PROJECT = "fashion-demo"
 ADMIN_EMAIL = "admin@pal.example"
 ANNOTATOR_EMAIL = "annotator@pal.example"

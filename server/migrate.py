@@ -9,14 +9,15 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 
+from pal.assets import asset_dir
 from server.models import TxId
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def alembic_config(database_url: str) -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    # No alembic.ini: it only configures the `alembic` command's logging in a checkout, and an installed
+    # PAL has none. The scripts come from the installed package or the checkout (pal/assets.py).
+    cfg = Config()
+    cfg.set_main_option("script_location", str(asset_dir("migrations")))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -17,12 +16,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from pal import __version__
+from pal.assets import asset_dir
 from server import models
 from server.deps import SESSION_COOKIE, DbSession
 from server.security import hash_token
 from server.timeutil import as_utc, utcnow
 
-WEBUI = Path(__file__).resolve().parent.parent.parent / "webui"
+WEBUI = asset_dir("webui")  # installed package or checkout (pal/assets.py)
 STATIC_DIR = WEBUI / "static"
 
 router = APIRouter(include_in_schema=False)

@@ -290,8 +290,18 @@ def _copy_sources() -> list[str]:
 
 def test_every_path_the_dockerfile_copies_exists() -> None:
     sources = _copy_sources()
-    assert {"pal", "server", "trainer", "migrations", "alembic.ini", "webui"} <= set(sources)
+    # what the wheel is built from (setup.py maps migrations/, webui/ and demo/ into the packages)
+    assert {"pyproject.toml", "setup.py", "pal", "server", "trainer", "migrations", "webui", "demo"} <= set(sources)
     assert [s for s in sources if not (ROOT / s).exists()] == []
+
+
+def test_dockerfile_runtime_installs_the_wheel_and_copies_no_source() -> None:
+    instructions = dockerfile_instructions()
+    last_from = max(i for i, (keyword, _r) in enumerate(instructions) if keyword == "FROM")
+    runtime = instructions[last_from:]
+    assert [rest for keyword, rest in runtime if keyword == "COPY" and "--from=" not in rest] == []
+    assert any(keyword == "RUN" and "pip install --no-deps" in rest and ".whl" in rest for keyword, rest in runtime)
+    assert not any(keyword == "ENV" and "PYTHONPATH" in rest for keyword, rest in runtime)
 
 
 def test_dockerignore_keeps_every_copied_path() -> None:

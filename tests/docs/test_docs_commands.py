@@ -103,7 +103,7 @@ def test_configuration_doc_is_up_to_date() -> None:
     assert (ROOT / "docs" / "configuration.md").read_text() == render()
 
 
-DOCS = ["architecture.md", "operations.md", "api.md", "datasets.md", "quickstart.md"]
+DOCS = ["architecture.md", "operations.md", "api.md", "datasets.md", "quickstart.md", "exports.md"]
 
 
 @pytest.mark.parametrize("doc", DOCS)

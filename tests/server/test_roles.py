@@ -74,6 +74,9 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/projects/{project_id}/exports/embedding_index.csv"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/exports/clusters.csv"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/exports/manifest.json"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/{fmt}.zip"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/label-studio.json"): ADMIN,
+    ("GET", "/api/v1/projects/{project_id}/exports/coco.json"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/stats"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/clusters"): ADMIN,
     ("GET", "/api/v1/projects/{project_id}/clusters/{item_id}/items"): ADMIN,
@@ -94,7 +97,7 @@ def test_every_route_admits_only_its_roles(live_server: LiveServer, db: Session)
     actors = {role: make_user(db, role) for role in ("admin", "annotator", "trainer")}
     pid = make_project(db, n_items=12, members=[actors["annotator"]])
     values = {"project_id": pid, "user_id": actors["annotator"].id, "task_id": 1, "answer_id": 1,
-              "item_id": 1, "token_id": 999_999, "token": uuid.uuid4().hex}
+              "item_id": 1, "token_id": 999_999, "token": uuid.uuid4().hex, "fmt": "coco"}
     failures = []
     for method, path in _routes(live_server):
         url = path.format(**values)
