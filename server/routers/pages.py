@@ -121,24 +121,24 @@ def annotate_page(request: Request, db: DbSession, project_id: int | None = None
     return _render(request, "annotate.html", user, csrf, project_id=project_id or "", title="Annotate")
 
 
-@router.get("/admin")
-def admin_page(request: Request, db: DbSession) -> Response:
+def _admin_only(request: Request, db: DbSession, template: str, title: str) -> Response:
+    """An admin page: sign-in first, other roles to their own home."""
     user, csrf = _session(request, db)
     if user is None:
         return _to_login(request)
     if user.role != "admin":
         return RedirectResponse(_home(user), status_code=303)
-    return _render(request, "admin.html", user, csrf, title="Projects")
+    return _render(request, template, user, csrf, title=title)
+
+
+@router.get("/admin")
+def admin_page(request: Request, db: DbSession) -> Response:
+    return _admin_only(request, db, "admin.html", "Projects")
 
 
 @router.get("/admin/users")
 def users_page(request: Request, db: DbSession) -> Response:
-    user, csrf = _session(request, db)
-    if user is None:
-        return _to_login(request)
-    if user.role != "admin":
-        return RedirectResponse(_home(user), status_code=303)
-    return _render(request, "users.html", user, csrf, title="Users")
+    return _admin_only(request, db, "users.html", "Users")
 
 
 @router.get("/admin/projects/{project_id}")
