@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 API = "/api/v1"
 GOAL_S = 120.0
 FEATURES_LINE = re.compile(r"features: (\d+) / (\d+) items \(([\d.]+) img/s\)")
-PUBLISHED_LINE = re.compile(r"published version (\S+) at step (\d+)")
+STEP_LINE = re.compile(r"step (\d+) \| ([\d.]+) steps/s")
 PALETTE = ((220, 40, 40), (40, 90, 220))  # two colours; with four shapes, eight kinds
 
 
@@ -180,10 +180,12 @@ def first_version(stack: Stack, project: int, name: str, flags: list[str], timeo
             proc.wait(timeout=120)
     text = log_path.read_text(errors="replace")
     rates = [float(m.group(3)) for m in FEATURES_LINE.finditer(text)]
+    steps = [float(m.group(2)) for m in STEP_LINE.finditer(text)]
     return {"trainer": name, "command": " ".join(["python -m trainer", *flags]), "published": seconds is not None,
             "seconds_to_first_version": None if seconds is None else round(seconds, 1), "timeout_s": timeout,
             "embedding_id": embedding_id, "exit_code": proc.returncode,
             "feature_images_per_s": rates[-1] if rates else None,
+            "steps_per_s": round(float(np.median(steps)), 2) if steps else None,
             "error": None if seconds is not None else _log_error(text), "log": str(log_path)}
 
 
@@ -293,22 +295,35 @@ def _cell(track: dict[str, Any] | None) -> str:
     return f"{track['seconds_to_first_version']:.1f} s"
 
 
+def _ratio(result: dict[str, Any]) -> str:
+    if result["baseline_over_frozen"] is not None:
+        return f"{result['baseline_over_frozen']}x"
+    return "no baseline figure (not published within its cut-off)" if result["baseline"] else "no baseline run"
+
+
+def _rate(track: dict[str, Any] | None) -> str:
+    rate = None if track is None else track.get("steps_per_s")
+    return "-" if rate is None else f"{rate:.2f}"
+
+
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     frozen, base, m = result["frozen"], result["baseline"], result["machine"]
     grid = frozen["next_grid"]
     rate = frozen["feature_images_per_s"]
     lines = [
         "# Colour start", "",
-        f"`pal bench colour-start`: {result['items']:,} generated {result['size']} px RGB images "
-        f"({result['kinds']} kinds), SQLite, one server process, the trainer in a subprocess stopping after "
+        f"`pal bench colour-start --steps {result['steps']}`: {result['items']:,} generated {result['size']} px RGB "
+        f"images ({result['kinds']} kinds), SQLite, one server process, the trainer in a subprocess stopping after "
         f"one cycle of {result['steps']} steps ({result['batch_size']} pairs); on {m['cpu']} ({m['cores']} cores), "
         f"load average {m['load_before'][0]:.2f} before and {m['load_after'][0]:.2f} after.", "",
         "| trainer | first embedding after start | feature extraction | goal |", "|---|---|---|---|",
         f"| frozen ResNet-18 features (`--backbone resnet18 --weights FILE`) | {_cell(frozen)} | "
         f"{'-' if rate is None else f'{rate:.1f} images/s'} | < {result['goal_s']:.0f} s |",
         f"| small CNN from scratch (baseline) | {_cell(base)} | - | |", "",
-        f"Baseline / frozen: {result['baseline_over_frozen'] if result['baseline_over_frozen'] is not None else '-'}x.",
-        "",
+        f"Training steps/s (median of the progress lines): frozen {_rate(frozen)}, small CNN {_rate(base)}. "
+        "Each extra step of a longer first cycle (the trainer's default `--publish-every` is 200) adds 1 / that "
+        "to the time.", "",
+        f"Baseline / frozen: {_ratio(result)}.", "",
         f"Next grid after the publish: oracle `{grid['oracle']}`; the project's stats report embedding id "
         f"{grid['stats_embedding_id']} (the trainer published {frozen['embedding_id']}); the candidates rank "
         f"{grid['candidate_ranks']} among the reference's {result['items'] - 1:,} neighbours in those vectors "
@@ -323,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pal bench colour-start", description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000, help="generated images (default 2,000)")
     parser.add_argument("--size", type=int, default=64, help="image side in px (default 64)")
-    parser.add_argument("--steps", type=int, default=200, help="steps of the trainers' one cycle (default 200, "
-                        "the trainer's --publish-every)")
+    parser.add_argument("--steps", type=int, default=50, help="steps of the trainers' one cycle, their "
+                        "--publish-every (default 50; the trainer's own default is 200)")
     parser.add_argument("--batch-size", type=int, default=256, help="pairs per step (default 256, the trainer's)")
     parser.add_argument("--weights", type=Path, default=None, help="a ResNet-18 weights file (default: one written "
                         "from torchvision's resnet18(weights=None))")
