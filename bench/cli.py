@@ -16,6 +16,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "faults": ("bench.faults", "kill workers and the feed consumer, restart PostgreSQL, under load; then audit"),
     "cold-start": ("bench.cold_start", "first claim after a start and a 32-claim burst on a fresh process, 100k items; "
                                        "writes bench/cold_start.{json,md}"),
+    "colour-start": ("bench.colour_start", "2,000 colour images: trainer start to first embedding, frozen "
+                                           "ResNet-18 vs small CNN; writes bench/colour_start.{json,md}"),
     "oracle-speed": ("bench.oracle_speed", "time to choose one task at 10k, 100k and 1M items; "
                                            "writes bench/oracle_speed.{json,md}"),
     "trainer-throughput": ("bench.trainer_throughput", "the trainer's step against a bare PyTorch loop; "

@@ -23,6 +23,7 @@ class TrainConfig:
     features_cache: str | None = None  # None: $PAL_DATA_DIR/features; "none": keep features in memory only
     finetune_blocks: int = 0  # pretrained backbones: train the last N blocks on images (0: frozen features)
     head_dim: int = 256  # frozen-feature modes: the published width (the head's output)
+    feature_size: int | None = None  # frozen features: the side the backbone sees (None: see trainer.modes)
     image_size: int | None = None  # None: the size the server stores (items must then share one size)
     proj_dim: int = 128
     # loss
@@ -66,6 +67,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.finetune_blocks < 0:
             raise ValueError(f"finetune_blocks must be >= 0; got {self.finetune_blocks}")
+        if self.feature_size is not None and self.feature_size < 16:
+            raise ValueError(f"feature_size must be >= 16; got {self.feature_size}")
         if self.head_dim < 1:
             raise ValueError(f"head_dim must be >= 1; got {self.head_dim}")
         if self.batch_size < 2:
@@ -93,6 +96,8 @@ _HELP = {
     "features_cache": "folder of cached frozen features (default: $PAL_DATA_DIR/features; 'none': off)",
     "finetune_blocks": "pretrained backbones: fine-tune the last N blocks on augmented images (0: frozen features)",
     "head_dim": "frozen-feature modes: width of the published vectors (the trained head's output)",
+    "feature_size": "frozen features: the image side the pretrained backbone sees (default: the weights' size on "
+    "a GPU; on a CPU at most twice the stored side, rounded up to 32)",
     "image_size": "train at this size (the server resizes); default: stored size",
     "loss": "vicreg, simclr or barlow",
     "max_steps": "stop after this many steps (published and checkpointed)",
