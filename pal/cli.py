@@ -52,8 +52,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.migrate:
         cmd_migrate(argparse.Namespace(downgrade=False, revision=None))
+    # uvicorn's proxy headers stay off: it would trust X-Forwarded-For from 127.0.0.1 by default. The
+    # app trusts forwarded headers only from PAL_TRUSTED_PROXIES (server/main.py).
     uvicorn.run("server.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=True)
+                log_level=args.log_level, proxy_headers=False)
     return 0
 
 

@@ -77,7 +77,7 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0
     url = f"http://{args.host}:{args.port}"
     procs = [subprocess.Popen([sys.executable, "-m", "uvicorn", "server.main:app", "--host", args.host,
-                               "--port", str(args.port)], cwd=ROOT)]
+                               "--port", str(args.port), "--no-proxy-headers"], cwd=ROOT)]
     try:
         wait_healthy(url)
         if not args.no_trainer:
