@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pal.cli_parser import Parser
 from pal.core.edges import EdgeRecord
 from trainer import ddp
 from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -288,7 +289,7 @@ def publish(client: ApiClient, engine: Engine, meter: Meter) -> Published:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pal train", description="Train and publish PAL embeddings.")
+    parser = Parser(prog="pal train", description="Train and publish PAL embeddings.")
     add_arguments(parser)
     parser.add_argument("--log-level", default="INFO")
     return parser
