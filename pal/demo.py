@@ -91,7 +91,7 @@ def run_demo(args: argparse.Namespace) -> int:
         wait_healthy(url)
         if not args.no_trainer:
             # The token goes through the environment: a command line is visible to every local user (ps).
-            checkpoint = get_settings().data_dir / f"trainer-{project_id}.pt"
+            checkpoint = get_settings().data_dir.resolve() / f"trainer-{project_id}.pt"
             procs.append(subprocess.Popen([sys.executable, "-m", "pal.cli", "train", "--server", url,
                                            "--project", str(project_id), "--checkpoint", str(checkpoint)],
                                           cwd=ROOT, env={**os.environ, "PAL_TOKEN": token}))
