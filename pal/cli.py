@@ -7,9 +7,9 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 from pal import cli_accounts
+from pal.cli_parser import MissingDatabase, Parser, port, positive_int, require_database
 
 Handler = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {}
@@ -27,7 +27,10 @@ COMMANDS.update(cli_accounts.HANDLERS)
 
 
 def _db_session():  # type: ignore[no-untyped-def]
+    from server.config import get_settings
     from server.db import get_sessionmaker
+
+    require_database(get_settings().database_url)
 
     return get_sessionmaker()()
 
@@ -52,8 +55,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.migrate:
         cmd_migrate(argparse.Namespace(downgrade=False, revision=None))
+    # uvicorn's proxy headers stay off: it would trust X-Forwarded-For from 127.0.0.1 by default. The
+    # app trusts forwarded headers only from PAL_TRUSTED_PROXIES (server/main.py).
     uvicorn.run("server.main:app", host=args.host, port=args.port, workers=args.workers,
-                log_level=args.log_level, proxy_headers=True)
+                log_level=args.log_level, proxy_headers=False)
     return 0
 
 
@@ -178,26 +183,25 @@ _forward("bench", "bench.cli")
 _forward("audit", "server.audit")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line (the usage itself is one --help away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="pal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("migrate", help="apply the Alembic migrations (PAL_DATABASE_URL)")
-    p.add_argument("--revision", default=None)
-    p.add_argument("--downgrade", action="store_true")
+    p.add_argument("--revision", default=None,
+                   help="the revision to reach, e.g. 0006 (default: head, or base with --downgrade)")
+    p.add_argument("--downgrade", action="store_true",
+                   help="go back to --revision instead (drops what later migrations added: back up first)")
 
     p = sub.add_parser("serve", help="run the API and web pages with uvicorn")
-    p.add_argument("--host", default=os.environ.get("PAL_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("PAL_PORT", "8000")))
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--host", default=os.environ.get("PAL_HOST", "127.0.0.1"),
+                   help="address to listen on (default PAL_HOST or 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=port, default=int(os.environ.get("PAL_PORT", "8000")),
+                   help="TCP port (default PAL_PORT or 8000)")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="server processes (default 1; several need PostgreSQL, docs/operations.md)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug", "trace"],
+                   help="uvicorn's log level (default info)")
     p.add_argument("--migrate", action="store_true", help="apply migrations first")
 
     cli_accounts.add_parsers(sub)
@@ -215,8 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a folder, CSV/JSONL manifest or .npz into a project")
     p.add_argument("--project", required=True, help="project id or name")
-    p.add_argument("path")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("path", help="an image folder (class subfolders: hidden labels), a .csv/.jsonl manifest or an .npz")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("known-labels", help="give known labels (CSV: item_id or source, label) to a project")
     p.add_argument("--project", required=True, help="project id or name")
@@ -230,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(default: rows follow the project's items in id order)")
 
     p = sub.add_parser("demo", help="one command: database, demo data, server and trainer")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--no-trainer", action="store_true")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--no-trainer", action="store_true", help="run the server only")
     p.add_argument("--setup-only", action="store_true", help="prepare the database and exit")
 
     for name, helptext in (
@@ -254,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in FORWARDED:
         # argparse.REMAINDER does not capture a leading "--flag": hand the arguments over untouched.
-        return COMMANDS[argv[0]](argparse.Namespace(command=argv[0], rest=argv[1:]))
-    args = build_parser().parse_args(argv)
+        args = argparse.Namespace(command=argv[0], rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except Exception as exc:  # a refused input is one line and exit 2, never a traceback
@@ -272,9 +277,21 @@ def refusal(exc: Exception) -> str | None:
     from sqlalchemy.exc import OperationalError
 
     from server.errors import ApiError
+    from server.services.imports import ImportFormatError
 
     if isinstance(exc, ApiError):
         return exc.message
+    if isinstance(exc, MissingDatabase):
+        return str(exc)
+    if isinstance(exc, ImportFormatError):  # a file that is not what it claims to be
+        return str(exc)
+    if isinstance(exc, OSError):  # a file named on the command line: missing, unreadable, a folder...
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    if type(exc).__module__.startswith("alembic"):  # e.g. an unknown --revision
+        return str(exc)
     if isinstance(exc, ValidationError):
         return "; ".join(f"{_option(e['loc'])}: {e['msg']}" for e in exc.errors())
     if isinstance(exc, OperationalError):

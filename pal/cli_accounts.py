@@ -24,8 +24,11 @@ def _handler(name: str) -> Callable[[Handler], Handler]:
 
 
 def _db() -> Any:
+    from pal.cli_parser import require_database
+    from server.config import get_settings
     from server.db import get_sessionmaker
 
+    require_database(get_settings().database_url)
     return get_sessionmaker()()
 
 

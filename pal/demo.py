@@ -70,21 +70,31 @@ def wait_healthy(url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"the server did not answer at {url} within {timeout:.0f} s")
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace) -> int:
     password = os.environ.get("PAL_DEMO_PASSWORD", "pal-demo-password")
+    from server.config import get_settings
+
     project_id, token = setup(password)
     if args.setup_only:
         return 0
     url = f"http://{args.host}:{args.port}"
+    # SIGTERM (docker stop, systemd, kill) stops the server and trainer like Ctrl-C does; by default
+    # it would end this process alone and leave both children running.
+    signal.signal(signal.SIGTERM, _interrupt)
     procs = [subprocess.Popen([sys.executable, "-m", "uvicorn", "server.main:app", "--host", args.host,
-                               "--port", str(args.port)], cwd=ROOT)]
+                               "--port", str(args.port), "--no-proxy-headers"], cwd=ROOT)]
     try:
         wait_healthy(url)
         if not args.no_trainer:
+            # The token goes through the environment: a command line is visible to every local user (ps).
+            checkpoint = get_settings().data_dir.resolve() / f"trainer-{project_id}.pt"
             procs.append(subprocess.Popen([sys.executable, "-m", "pal.cli", "train", "--server", url,
-                                           "--token", token, "--project", str(project_id),
-                                           "--checkpoint", str(ROOT / "var" / f"trainer-{project_id}.pt")],
-                                          cwd=ROOT))
+                                           "--project", str(project_id), "--checkpoint", str(checkpoint)],
+                                          cwd=ROOT, env={**os.environ, "PAL_TOKEN": token}))
         print(f"\nPAL is running at {url}\n"
               f"  annotate: {url}/annotate   (sign in as {ANNOTATOR_EMAIL} / {password})\n"
               f"  admin:    {url}/admin      (sign in as {ADMIN_EMAIL} / {password})\n"

@@ -84,6 +84,8 @@ def import_path(db: Session, *, project_id: int, path: Path, show_progress: bool
 def _import_path(db: Session, *, project_id: int, path: Path, show_progress: bool) -> imports.ImportResult:
     result = imports.ImportResult()
     npz = None
+    if not path.exists():
+        raise SystemExit(f"{path}: not found")
     if path.is_dir():
         sources, skipped = imports.folder_sources(path)
         result.skipped.extend(skipped)

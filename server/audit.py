@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pal.cli_parser import Parser
 from pal.core.edges import EdgeKind
 from pal.wire import parse_cursor
 
@@ -341,7 +342,7 @@ def run_audit(*, database_url: str, project: str, client_log: Path | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pal audit", description=__doc__,
+    parser = Parser(prog="pal audit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=None, help="default: PAL_DATABASE_URL")
     parser.add_argument("--project", required=True, help="project id or name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -60,7 +61,23 @@ class Settings(BaseSettings):
         "give the same grids: for reproducible benchmarks with one server process (and graph_refresh_seconds 0). "
         "Unset: fresh entropy.",
     )
-    login_attempts_per_minute: int = Field(default=10, ge=1, description="Failed logins allowed per IP and user.")
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1,
+        description="Failed sign-ins allowed per client address and e-mail in a sliding minute, counted in the "
+        "database (the same for every server process).",
+    )
+    login_attempts_per_ip_per_minute: int = Field(
+        default=30, ge=1,
+        description="Failed sign-ins allowed per client address across all e-mails in a sliding minute (one "
+        "client trying many accounts). Raise it when many people sign in through one NAT.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, comma-separated "
+        "addresses or networks (e.g. '10.0.0.5' or '172.16.0.0/12'). Only a request whose TCP peer is listed "
+        "takes its client address (sign-in throttling, logs) and scheme (invite links) from those headers; "
+        "empty: nobody is, and the client is the TCP peer.",
+    )
     log_json: bool = Field(default=False, description="Structured JSON logs (one object per line).")
     metrics_token: str | None = Field(
         default=None,
@@ -96,6 +113,20 @@ class Settings(BaseSettings):
 
         parse_networks(value)  # a typo fails at start-up, not at the first delivery
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @property
     def webhook_networks(self) -> tuple[Network, ...]:

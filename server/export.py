@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from sqlalchemy.orm import Session, sessionmaker
 
+from pal.cli_parser import Parser
 from server.config import Settings, get_settings
 from server.db import make_engine
 from server.services import export, export_formats
@@ -30,7 +31,7 @@ from server.services.export_items import snapshot
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pal export", description=__doc__,
+    parser = Parser(prog="pal export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", required=True, help="project id or name")
     parser.add_argument("--out", required=True, type=Path, help="folder to write (created if missing)")

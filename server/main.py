@@ -6,6 +6,7 @@ import gc
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from pal import __version__
 from server.config import get_settings
@@ -45,6 +46,10 @@ def create_app() -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     install_security(app)
+    if proxies := get_settings().trusted_proxy_list:
+        # Added last, so it runs first: the access log and the sign-in throttle see the forwarded client.
+        # uvicorn's own proxy handling is off (pal serve), so nobody else is trusted by default.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     for module in (auth, users, projects, members, known_labels, annotators, items, tasks, feed, embedding_import,
                    stats, exports):
         app.include_router(module.router, prefix=API_PREFIX)

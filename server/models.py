@@ -331,3 +331,20 @@ class WebhookEvent(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(TIMESTAMP, nullable=True)
+
+
+class LoginFailure(Base):
+    """One refused sign-in (or wrong current password). Kept in the database, not in process memory,
+    so that every server process counts the same attempts; rows older than the window are deleted
+    as new ones arrive."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        sa.Index("ix_login_failures_client_at", "client", "at"),
+        sa.Index("ix_login_failures_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client: Mapped[str] = mapped_column(sa.String(64))  # the client's address (see server/client_address.py)
+    email: Mapped[str] = mapped_column(sa.String(320))  # lower-cased
+    at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)

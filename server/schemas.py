@@ -94,7 +94,14 @@ class TokenCreated(TokenPublic):
     token: str = Field(description="Shown once; only its hash is stored.")
 
 
-class ProjectBase(Strict):
+class StrictValues(Strict):
+    """No coercion: ``"paused": "yes"``, ``"budget_cap": true`` or ``"n_candidates": "8"`` is refused (422),
+    not read as true, 1 or 8; a setting means what its JSON type says (an integer is still a float)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ProjectBase(StrictValues):
     description: str = Field(default="", max_length=10_000)
     n_candidates: int = Field(default=8, ge=1, le=24, description="Candidates per grid (8 gives a 3x3 grid).")
     redundancy: int = Field(default=1, ge=1, le=10, description="Different annotators who answer each task.")
@@ -109,7 +116,7 @@ class ProjectCreate(ProjectBase):
     name: str = Field(min_length=1, max_length=200)
 
 
-class ProjectUpdate(Strict):
+class ProjectUpdate(StrictValues):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=10_000)
     n_candidates: int | None = Field(default=None, ge=1, le=24)

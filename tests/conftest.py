@@ -119,16 +119,17 @@ class LiveServer:
 
 
 def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None,
-                 log_level: str = "warning") -> LiveServer:
+                 log_level: str = "warning", pal_serve: bool = False) -> LiveServer:
+    """uvicorn on a free port; ``pal_serve``: through ``pal serve``, the command deployments run."""
     port = free_port()
     full_env = {**os.environ, "PAL_DATABASE_URL": database_url, "PAL_SECRET_KEY": "test-secret",
                 "PAL_GRAPH_REFRESH_SECONDS": "0", **(env or {})}
     out = log.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "server.main:app", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--log-level", log_level],
-        cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-    )
+    common = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", log_level]
+    # Like pal serve, uvicorn's own proxy headers off: the app decides whom to trust (PAL_TRUSTED_PROXIES).
+    argv = [sys.executable, "-m", "pal.cli", "serve", *common] if pal_serve else \
+        [sys.executable, "-m", "uvicorn", "server.main:app", "--no-proxy-headers", *common]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

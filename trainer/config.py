@@ -106,6 +106,24 @@ _HELP = {
     "human_fraction": "share of each batch drawn from human edges (0 still lets the batch graph relate rows "
     "that the answers put in one cluster or cannot-link; a project without answers is augmentation-only)",
     "device": "auto, cpu, cuda or cuda:N",
+    "proj_dim": "width of the projector's output the loss sees (default 128)",
+    "temperature": "NT-Xent (simclr) only: softmax temperature (default 0.5)",
+    "negative_weight": "NT-Xent only: how many times a human 'different' edge counts (default 2)",
+    "batch_size": "pairs per step; 2 x this many images go through the model (default 256)",
+    "lr": "AdamW learning rate (default 1e-3)",
+    "weight_decay": "AdamW weight decay (default 1e-4)",
+    "warmup_steps": "steps of linear learning-rate warm-up (default 100)",
+    "closure_fraction": "share of human 'same' pairs drawn inside known clusters rather than from asserted edges",
+    "negative_fraction": "share of human pairs that are 'different' edges (contrastive losses only)",
+    "idle_cycles": "cycles without a new edge after which the loop counts as idle (default 1)",
+    "poll_interval": "seconds between feed polls while idle (default 5)",
+    "edge_page": "edges per feed request (default 1000)",
+    "pixel_page": "items per pixel request (default 2048)",
+    "embed_batch_size": "items per forward pass when embedding every item (default 1024)",
+    "log_every": "steps between progress lines (default 50)",
+    "seed": "random seed of sampling, augmentation and initialisation (default 0)",
+    "amp": "CUDA only: mixed precision (bf16, else fp16 with loss scaling)",
+    "threads": "torch CPU threads (default: torch's choice)",
 }
 
 
@@ -118,7 +136,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, type=int, required=True, help=_HELP[f.name])
         elif f.type in ("bool",):
             if default:
-                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false")
+                parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                    help=f"turn off: {_HELP.get(f.name, f.name)}")
             else:
                 parser.add_argument(flag, action="store_true", help=_HELP.get(f.name))
         else:

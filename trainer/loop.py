@@ -31,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from pal.cli_parser import Parser
 from pal.core.edges import EdgeRecord
 from trainer import ddp
 from trainer.checkpoint import load_checkpoint, save_checkpoint
@@ -288,9 +289,9 @@ def publish(client: ApiClient, engine: Engine, meter: Meter) -> Published:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pal train", description="Train and publish PAL embeddings.")
+    parser = Parser(prog="pal train", description="Train and publish PAL embeddings.")
     add_arguments(parser)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     return parser
 
 
@@ -300,6 +301,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         level=getattr(args, "log_level", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: one line per feed poll drowns the trainer's own progress.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     result = run(config_from_args(args))
     log.info("stopped at step %d, cursor %s, %d edges consumed", result.step, result.cursor, result.edges_consumed)
     return 0

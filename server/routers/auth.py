@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from datetime import timedelta
-from threading import Lock
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Request, Response
@@ -16,36 +13,16 @@ from server.errors import ApiError
 from server.schemas import InviteAccept, LoginRequest, LoginResponse, UserPublic
 from server.schemas_accounts import PasswordChange
 from server.security import hash_password, hash_token, new_token, verify_password
-from server.services import users
+from server.services import login_throttle, users
 from server.timeutil import as_utc, utcnow
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-class LoginLimiter:
-    """Failed logins per (client address, e-mail) in a sliding minute; per process."""
-
-    def __init__(self) -> None:
-        self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._lock = Lock()
-
-    def blocked(self, key: tuple[str, str], limit: int) -> bool:
-        with self._lock:
-            q = self._failures[key]
-            while q and q[0] < time.monotonic() - 60:
-                q.popleft()
-            return len(q) >= limit
-
-    def fail(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures[key].append(time.monotonic())
-
-    def reset(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
-
-
-limiter = LoginLimiter()
+def client_address(request: Request) -> str:
+    """The client's address: the TCP peer, or, when the peer is one of ``PAL_TRUSTED_PROXIES``, the
+    address that proxy forwarded (resolved by the proxy-headers middleware in server/main.py)."""
+    return request.client.host if request.client else "?"
 
 
 def start_session(db: DbSession, response: Response, user: models.User, settings: SettingsDep,
@@ -69,17 +46,17 @@ def start_session(db: DbSession, response: Response, user: models.User, settings
 @router.post("/login", response_model=LoginResponse)
 def login(body: LoginRequest, request: Request, response: Response, db: DbSession,
           settings: SettingsDep) -> LoginResponse:
-    key = (request.client.host if request.client else "?", body.email.lower())
-    if limiter.blocked(key, settings.login_attempts_per_minute):
+    client = client_address(request)
+    if login_throttle.blocked(db, settings, client=client, email=body.email):
         raise ApiError(429, "too_many_attempts", "too many failed sign-ins; wait a minute",
                        headers={"Retry-After": "60"})
     user = db.execute(sa.select(models.User).where(sa.func.lower(models.User.email) == body.email.lower())
                       ).scalar_one_or_none()
     if not verify_password(body.password, user.password_hash if user else None) or user is None \
             or not user.is_active:
-        limiter.fail(key)
+        login_throttle.record_failure(db, client=client, email=body.email)
         raise ApiError(401, "bad_credentials", "wrong e-mail or password", field="password")
-    limiter.reset(key)
+    login_throttle.clear(db, client=client, email=body.email)
     csrf = start_session(db, response, user, settings, request.cookies.get(SESSION_COOKIE))
     return LoginResponse(user=UserPublic.model_validate(user), csrf_token=csrf)
 
@@ -111,12 +88,12 @@ def change_password(body: PasswordChange, request: Request, db: DbSession, user:
     stored = db.get(models.User, user.id)
     assert stored is not None
     # Throttled like sign-in: a stolen session must not become a way to guess the password.
-    key = (request.client.host if request.client else "?", stored.email.lower())
-    if limiter.blocked(key, settings.login_attempts_per_minute):
+    client = client_address(request)
+    if login_throttle.blocked(db, settings, client=client, email=stored.email):
         raise ApiError(429, "too_many_attempts", "too many wrong passwords; wait a minute",
                        headers={"Retry-After": "60"})
     if not verify_password(body.current_password, stored.password_hash):
-        limiter.fail(key)
+        login_throttle.record_failure(db, client=client, email=stored.email)
         raise ApiError(401, "bad_credentials", "the current password is wrong", field="current_password")
     cookie = request.cookies.get(SESSION_COOKIE)
     users.set_password(db, stored, body.new_password, keep=hash_token(cookie) if cookie else None,

@@ -12,11 +12,12 @@ from pydantic import ValidationError
 
 from pal.wire import NPY_MEDIA_TYPE, START_CURSOR
 from server import models
-from server.deps import DbSession, SettingsDep, TrainerProject
+from server.deps import DbSession, SettingsDep, TrainerProject, TrainerUser
 from server.errors import ApiError
 from server.schemas import EdgePage, EmbeddingMeta, EmbeddingPublic, HeldBackOut
 from server.services.edges import edge_page, held_back
 from server.services.embeddings import parse_upload, store_version
+from server.services.quality import without_hidden_label_metrics
 
 router = APIRouter(tags=["trainer feed"])
 
@@ -49,8 +50,8 @@ async def upload_embedding(
     meta: Annotated[str, Form(description="JSON: step, edges_seen, cursor, metrics")],
     item_ids: Annotated[UploadFile, File(description=".npy int64 (N,)")],
     vectors: Annotated[UploadFile, File(description=".npy float32 (N, D), rows follow item_ids")],
-    db: DbSession, settings: SettingsDep,
-) -> models.EmbeddingVersion:
+    db: DbSession, settings: SettingsDep, user: TrainerUser,
+) -> EmbeddingPublic:
     from starlette.concurrency import run_in_threadpool
 
     try:
@@ -60,15 +61,24 @@ async def upload_embedding(
     limit = settings.max_upload_mb * 1024 * 1024
     ids, vecs = parse_upload(await _read_limited(item_ids, limit, "item_ids"),
                              await _read_limited(vectors, limit, "vectors"))
-    return await run_in_threadpool(store_version, db, project=project, ids=ids, vectors=vecs, meta=parsed)
+    version = await run_in_threadpool(store_version, db, project=project, ids=ids, vectors=vecs, meta=parsed)
+    return _for_caller(version, user)
+
+
+def _for_caller(version: models.EmbeddingVersion, user: models.User) -> EmbeddingPublic:
+    """The version as the caller may see it: a trainer gets no score against the hidden labels."""
+    public = EmbeddingPublic.model_validate(version)
+    if user.role != "admin":
+        public.metrics = without_hidden_label_metrics(public.metrics)
+    return public
 
 
 @router.get("/projects/{project_id}/embeddings", response_model=list[EmbeddingPublic])
-def list_embeddings(project: TrainerProject, db: DbSession) -> list[models.EmbeddingVersion]:
-    return list(db.execute(
+def list_embeddings(project: TrainerProject, db: DbSession, user: TrainerUser) -> list[EmbeddingPublic]:
+    return [_for_caller(version, user) for version in db.execute(
         sa.select(models.EmbeddingVersion).where(models.EmbeddingVersion.project_id == project.id)
         .order_by(models.EmbeddingVersion.version)
-    ).scalars())
+    ).scalars()]
 
 
 @router.get("/projects/{project_id}/embeddings/current/vectors", responses={200: {"content": {NPY_MEDIA_TYPE: {}}}})

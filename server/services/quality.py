@@ -11,6 +11,13 @@ from sqlalchemy.orm import Session
 from server import models
 
 MAX_EVAL_ITEMS = 20_000
+# Scores against the hidden labels: for admins (stats, dashboard) only. A trainer that read them back
+# after each upload could probe the labels by uploading crafted vectors (docs/operations.md).
+HIDDEN_LABEL_METRICS = frozenset({"knn_accuracy", "cluster_accuracy"})
+
+
+def without_hidden_label_metrics(metrics: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in metrics.items() if key not in HIDDEN_LABEL_METRICS}
 
 
 def evaluate_embedding(db: Session, *, project_id: int, ids: np.ndarray, vectors: np.ndarray) -> dict[str, float]:

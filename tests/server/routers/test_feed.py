@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from pal.wire import NEXT_AFTER_HEADER, decode_npy, decode_pixels, encode_npy
 from server import models
+from server.services.quality import HIDDEN_LABEL_METRICS
 from tests.conftest import LiveServer
 from tests.support import make_project, make_user
 
@@ -53,7 +54,8 @@ def _upload(client, pid: int, ids: np.ndarray, vectors: np.ndarray, meta: dict |
     )
 
 
-def test_embedding_upload_becomes_current_with_quality_metrics(live_server: LiveServer, db: Session) -> None:
+def test_embedding_upload_becomes_current_with_quality_metrics_for_admins_only(live_server: LiveServer,
+                                                                              db: Session) -> None:
     trainer = make_user(db, "trainer")
     pid = make_project(db, n_items=40)
     rows = db.execute(sa.select(models.Item.id, models.Item.label).where(models.Item.project_id == pid)
@@ -68,9 +70,17 @@ def test_embedding_upload_becomes_current_with_quality_metrics(live_server: Live
         current = client.get(f"/api/v1/projects/{pid}/embeddings/current/vectors")
     assert first.status_code == 201, first.text
     assert [v["version"] for v in listed] == [1, 2]
-    assert first.json()["metrics"]["knn_accuracy"] == 1.0
-    assert first.json()["metrics"]["cluster_accuracy"] == 1.0
     assert first.json()["metrics"]["loss"] == 1.5
+    # Scored against the hidden labels, kept for the admin (stats, the list), never told to the trainer.
+    assert HIDDEN_LABEL_METRICS.isdisjoint(first.json()["metrics"])
+    assert all(HIDDEN_LABEL_METRICS.isdisjoint(v["metrics"]) for v in listed)
+    admin = make_user(db, "admin")
+    with live_server.client(admin.token) as client:
+        seen_by_admin = client.get(f"/api/v1/projects/{pid}/embeddings").json()
+        stats = client.get(f"/api/v1/projects/{pid}/stats").json()
+    assert seen_by_admin[0]["metrics"]["knn_accuracy"] == 1.0
+    assert seen_by_admin[0]["metrics"]["cluster_accuracy"] == 1.0
+    assert stats["quality"][0]["knn_accuracy"] == 1.0
     assert current.headers["X-Embedding-Version"] == "2"
     np.testing.assert_array_equal(decode_npy(current.content), vectors * 2)
     assert db.scalar(sa.select(models.Project.current_embedding_id).where(models.Project.id == pid)) \

@@ -339,7 +339,10 @@ function wireImport() {
     missing: "Choose a file first.", busy: "Importing", path: `projects/${pid}/imports`, failed: "Import failed",
     done: async (report) => {
       await poll();
-      const skipped = report.skipped.length ? `, skipped ${fmtInt(report.skipped.length)}` : "";
+      // Say why, not just how many: the first few reasons, then a count of the rest.
+      const shown = report.skipped.slice(0, 3).map((s) => `${s.source}: ${s.reason}`).join("; ");
+      const more = report.skipped.length > 3 ? `; and ${fmtInt(report.skipped.length - 3)} more` : "";
+      const skipped = report.skipped.length ? `, skipped ${fmtInt(report.skipped.length)} (${shown}${more})` : "";
       return `Imported ${fmtInt(report.imported)} images${skipped}; the project holds ${fmtInt(report.total_items)}.`;
     },
   });
