@@ -106,6 +106,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     for skip in result.skipped:
         print(f"skipped {skip['source']}: {skip['reason']}")
     print(f"imported {result.imported} items, skipped {len(result.skipped)}")
+    if not result.imported and not result.skipped:
+        print(f"pal import: warning: {args.path} holds no images (supported: PNG, JPEG, WebP, ...); "
+              "nothing was imported", file=sys.stderr)
     return 0
 
 

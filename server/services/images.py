@@ -55,7 +55,8 @@ def decode_bytes(raw: bytes) -> DecodedImage:
             opened = Image.open(io.BytesIO(raw))
             opened.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImage(f"image too large (decompression bomb guard): {exc}") from exc
+        raise BadImage(f"image too large (decompression bomb guard): more pixels than PAL_MAX_IMAGE_PIXELS allows "
+                       f"({Image.MAX_IMAGE_PIXELS:,}); raise that setting to import it") from exc
     except UnidentifiedImageError as exc:
         raise BadImage("not an image file") from exc
     except (OSError, SyntaxError, ValueError) as exc:

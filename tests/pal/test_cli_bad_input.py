@@ -78,3 +78,11 @@ def test_import_outside_the_repository_without_a_database_is_one_line(tmp_path: 
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "pal migrate" in run.stderr, run.stderr
     assert not (tmp_path / "var" / "pal.sqlite3").exists()  # no empty database left behind
+
+
+def test_import_of_an_empty_folder_warns(db: Session, database_url: str, files: Path) -> None:
+    project = db.get(models.Project, make_project(db, n_items=0))
+    assert project is not None
+    run = pal(database_url, "import", "--project", project.name, str(files / "folder"))
+    assert run.returncode == 0 and "imported 0 items" in run.stdout
+    assert "holds no images" in run.stderr and "Traceback" not in run.stderr
