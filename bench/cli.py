@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in BENCHMARKS:
-        print(f"pal bench: unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
+        print(f"pal bench: unknown benchmark {name!r} (one of: {', '.join(BENCHMARKS)})", file=sys.stderr)
         return 2
     module = importlib.import_module(BENCHMARKS[name][0])
     return int(module.main(rest) or 0)

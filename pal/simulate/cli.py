@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 
 import pal.simulate
+from pal.cli_parser import Parser
 from pal.simulate.annotator import SimConfig
-from pal.simulate.api import create_annotators
+from pal.simulate.api import SimulationError, create_annotators
 from pal.simulate.driver import simulate
 from pal.simulate.models import AnnotatorModel
 from pal.simulate.team import HEADLINE_TEAM, build_team, parse_team, team_size
@@ -23,7 +24,7 @@ log = logging.getLogger("pal.simulate")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pal simulate", description=str(pal.simulate.__doc__).split("\n\n")[0],
+    p = Parser(prog="pal simulate", description=str(pal.simulate.__doc__).split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", default="http://127.0.0.1:8000", help="server base URL")
     p.add_argument("--project", type=int, required=True, help="project id")
@@ -90,12 +91,16 @@ def main(argv: list[str]) -> int:
     if not args.admin_token:
         print("pal simulate: an admin token is needed (--admin-token or $PAL_ADMIN_TOKEN)", file=sys.stderr)
         return 2
-    with httpx.Client(base_url=args.server.rstrip("/"), headers={"Authorization": f"Bearer {args.admin_token}"},
-                      timeout=120) as admin:
-        truth = GroundTruth.from_npz(admin, args.project, args.labels)
-        log.info("ground truth for %d items (%d project items not in %s)", len(truth.labels), truth.unmatched,
-                 args.labels)
-        accounts = create_annotators(admin, args.project, config.annotators)
+    try:
+        with httpx.Client(base_url=args.server.rstrip("/"), timeout=120,
+                          headers={"Authorization": f"Bearer {args.admin_token}"}) as admin:
+            truth = GroundTruth.from_npz(admin, args.project, args.labels)
+            log.info("ground truth for %d items (%d project items not in %s)", len(truth.labels), truth.unmatched,
+                     args.labels)
+            accounts = create_annotators(admin, args.project, config.annotators)
+    except (httpx.HTTPError, SimulationError, OSError, KeyError, ValueError) as exc:
+        print(f"pal simulate: cannot set up the run: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     report = simulate(args.server, args.project, truth, config, accounts, models)
     summary = report.to_dict()
     print(json.dumps({k: v for k, v in summary.items() if k != "errors"} | {"errors": len(report.errors)}, indent=2))

@@ -54,6 +54,10 @@ BAD = [
     (["train", "--server", "http://127.0.0.1:9"], "--project"),
     (["train", "--project", "x"], "--project"),
     (["audit"], "--project"),
+    (["simulate", "--bogus"], "--project"),
+    (["simulate", "--project", "1", "--labels", "{tmp}/no-images.npz", "--server", "http://127.0.0.1:9",
+      "--admin-token", "x"], "cannot set up"),
+    (["bench", "nosuch"], "unknown benchmark"),
     (["nonsense"], "invalid choice"),
 ]
 
