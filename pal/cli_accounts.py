@@ -68,6 +68,26 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+@_handler("projects")
+def cmd_projects(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from server import models
+
+    items = sa.select(sa.func.count()).where(models.Item.project_id == models.Project.id).scalar_subquery()
+    members = (sa.select(sa.func.count()).where(models.ProjectMember.project_id == models.Project.id)
+               .scalar_subquery())
+    with _db() as db:
+        rows = db.execute(sa.select(models.Project, items, members).order_by(models.Project.id)).all()
+    print(f"{'id':>5}  {'name':<30} {'oracle':<12} {'items':>8} {'budget':>13} {'members':>7}  state")
+    for project, n_items, n_members in rows:
+        budget = f"{project.budget_spent}/{project.budget_cap}"
+        state = "paused" if project.paused else "open"
+        print(f"{project.id:>5}  {project.name[:30]:<30} {project.oracle:<12} {n_items:>8} {budget:>13} "
+              f"{n_members:>7}  {state}")
+    return 0
+
+
 @_handler("token")
 def cmd_token(args: argparse.Namespace) -> int:
     from server.services import users
@@ -147,6 +167,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--end-sessions", action="store_true", help="sign the user out of every browser")
 
     sub.add_parser("users", help="list users with their live sessions, tokens and projects")
+    sub.add_parser("projects", help="list projects with their items, budget and members")
 
     p = sub.add_parser("token", help="issue (printed once), list or revoke API tokens")
     p.add_argument("action", nargs="?", choices=["issue", "list", "revoke"], default="issue",

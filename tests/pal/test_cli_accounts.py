@@ -158,3 +158,15 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(db: Session, database_url: str
 def test_unmigrated_database_is_one_line(tmp_path: Path) -> None:
     run = pal(f"sqlite:///{tmp_path / 'empty.sqlite3'}", "users")
     assert run.returncode == 2 and "pal migrate" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_projects_lists_every_project_with_its_figures(db: Session, database_url: str) -> None:
+    from tests.support import make_project
+
+    pid = make_project(db, n_items=3, budget_cap=7)
+    project = db.get(models.Project, pid)
+    assert project is not None
+    run = pal(database_url, "projects")
+    assert run.returncode == 0, run.stderr
+    line = next(row for row in run.stdout.splitlines() if row.split()[:2] == [str(pid), project.name])
+    assert line.split()[3:6] == ["3", "0/7", "0"] and line.endswith("open")
