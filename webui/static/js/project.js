@@ -343,6 +343,9 @@ function wireImport() {
       const shown = report.skipped.slice(0, 3).map((s) => `${s.source}: ${s.reason}`).join("; ");
       const more = report.skipped.length > 3 ? `; and ${fmtInt(report.skipped.length - 3)} more` : "";
       const skipped = report.skipped.length ? `, skipped ${fmtInt(report.skipped.length)} (${shown}${more})` : "";
+      if (!report.imported && !report.skipped.length) {
+        return "Nothing imported: the file holds no images (PNG, JPEG, WebP, ... or an .npz with an images array).";
+      }
       return `Imported ${fmtInt(report.imported)} images${skipped}; the project holds ${fmtInt(report.total_items)}.`;
     },
   });
