@@ -73,7 +73,7 @@ def test_noise_design_cells_run_six_seeds_and_the_others_the_presets() -> None:
         seeds.setdefault(cell.key, []).append(seed)
     assert seeds["active-e0.2-r3-g0.1-k3"] == seeds["active-e0-r3-g0.1-k3"] == [0, 1, 2, 3, 4, 5]
     assert seeds["active-e0"] == seeds["active-e0.2"] == seeds["active-team"] == [0, 1, 2]
-    assert len(jobs) == 36 + 6 + 3
+    assert len(jobs) == 36 + 6 + 3 + 3  # + the team and the crowd cells
     # The strategy comparisons come first, the noise figure last.
     keys = [cell.key for cell, _ in jobs]
     assert keys.index("active-e0.2-r3-g0.1-k3") > keys.index("supervised-images-e0.1") > keys.index("active-e0")

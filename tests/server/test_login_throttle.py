@@ -36,7 +36,8 @@ def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     tmp = tmp_path_factory.mktemp("throttle")
     url, pg_name = fresh_database_url(request.param, tmp)
     upgrade(url)
-    started = [start_server(url, tmp / f"server-{i}.log", pal_serve=True, env=env)
+    limits = {"PAL_LOGIN_ATTEMPTS_PER_MINUTE": "10", "PAL_LOGIN_ATTEMPTS_PER_IP_PER_MINUTE": "30"}  # the defaults
+    started = [start_server(url, tmp / f"server-{i}.log", pal_serve=True, env={**limits, **env})
                for i, env in enumerate(({}, {}, {"PAL_TRUSTED_PROXIES": "127.0.0.1"}))]
     yield Servers(url, *started)
     for server in started:
