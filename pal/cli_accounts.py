@@ -11,6 +11,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from pal.cli_parser import positive_int
+
 Handler = Callable[[argparse.Namespace], int]
 HANDLERS: dict[str, Handler] = {}
 
@@ -142,16 +144,6 @@ def cmd_member(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
-
-
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser("user", help="create or change a user: role, password, disable/enable, end sessions")
     p.add_argument("--email", required=True, help="the user's e-mail (creates the user when it is new)")
@@ -172,10 +164,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("token", help="issue (printed once), list or revoke API tokens")
     p.add_argument("action", nargs="?", choices=["issue", "list", "revoke"], default="issue",
                    help="issue (the default), list (--email) or revoke TOKEN_ID")
-    p.add_argument("token_id", nargs="?", type=_positive_int, help="the token to revoke (see pal token list)")
+    p.add_argument("token_id", nargs="?", type=positive_int, help="the token to revoke (see pal token list)")
     p.add_argument("--email", default=None, help="the token's user (issue, list)")
     p.add_argument("--name", default="cli", help="a name that says where the token is used")
-    p.add_argument("--expires-days", type=_positive_int, default=None,
+    p.add_argument("--expires-days", type=positive_int, default=None,
                    help="the token stops working after this many days (default: until revoked)")
 
     p = sub.add_parser("member", help="list, add or remove the members of a project")
